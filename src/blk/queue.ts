@@ -1,0 +1,151 @@
+/**
+ * Glues one virtqueue to one mq hardware queue: drains the avail ring into Requests while tags
+ * are free, hands them to the driver, and completes them onto the used ring with one used-index
+ * publish and at most one guest notification per batch.
+ *
+ * Owns the per-queue hot loop and completion batching. Does not parse requests (parse.ts) or
+ * know which disk serves them (the driver behind the HwQueue).
+ */
+import { BlkStatus, type GenDisk, type HwQueue, type Request } from '../mq/index.js'
+import type { GuestMemory, SplitQueue } from '../virtqueue/index.js'
+import type { DeviceQueue, Notify } from '../vhost/device.js'
+import { DISPATCH, ParseScratch, parseRequest } from './parse.js'
+import { blkState } from './request-state.js'
+import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP } from './spec.js'
+
+/** mq status → virtio-blk status byte. */
+function statusByte(status: number): number {
+  if (status === BlkStatus.OK) return VIRTIO_BLK_S_OK
+  if (status === BlkStatus.NOTSUPP) return VIRTIO_BLK_S_UNSUPP
+  return VIRTIO_BLK_S_IOERR
+}
+
+/** Reports a ring the guest corrupted; called once per queue. */
+export type BrokenRingHandler = (queueIndex: number, reason: string) => void
+
+/** A running virtio-blk queue. */
+export class BlkQueue implements DeviceQueue {
+  private readonly scratch = new ParseScratch()
+  private inKick = false
+  private kickAgain = false
+  /** Set when the ring had work but no tag was free; the hardware queue's restart clears it. */
+  waitingForTag = false
+  private stopped = false
+  private inFlight = 0
+  private unpublished = 0
+  private flushScheduled = false
+  private drained: (() => void) | null = null
+  private reportedBroken = false
+  private readonly flushBound = (): void => this.flush()
+
+  constructor(
+    readonly index: number,
+    private readonly vq: SplitQueue,
+    private readonly mem: GuestMemory,
+    readonly hwq: HwQueue,
+    private readonly disk: GenDisk,
+    private readonly notify: Notify,
+    /** The running queues that share `hwq`: this one joins while it runs, for restarts. */
+    private readonly peers: BlkQueue[],
+    private readonly onBroken: BrokenRingHandler,
+  ) {
+    peers.push(this)
+  }
+
+  /** Drains the avail ring (STYLE.md §4), then publishes completions once. */
+  kick(): void {
+    // A driver may end requests synchronously inside dispatch, which can restart us: loop instead.
+    if (this.inKick) {
+      this.kickAgain = true
+      return
+    }
+    if (this.stopped) return
+    this.inKick = true
+    do {
+      this.kickAgain = false
+      this.vq.disableNotification()
+      this.drainAvail()
+      this.hwq.commit()
+    } while (!this.stopped && !this.waitingForTag && (this.kickAgain || this.vq.enableNotification()))
+    this.inKick = false
+    if (this.vq.broken && !this.reportedBroken) {
+      this.reportedBroken = true
+      this.onBroken(this.index, this.vq.brokenReason)
+    }
+    this.flush()
+  }
+
+  /** Stops taking chains; resolves when every chain taken has been completed and published. */
+  stop(): Promise<void> | undefined {
+    if (!this.stopped) {
+      this.stopped = true
+      this.peers.splice(this.peers.indexOf(this), 1)
+    }
+    this.flush()
+    if (this.inFlight === 0) return undefined
+    return new Promise((resolve) => {
+      this.drained = resolve
+    })
+  }
+
+  /** Called by the hardware queue (via the device) for each ended request of this queue. */
+  onEnd(rq: Request): void {
+    const state = blkState(rq)
+    let len = rq.bytesDone
+    if (state.statusWindow >= 0) {
+      this.mem.windows[state.statusWindow].bytes[state.statusOffset] = statusByte(rq.status)
+      len += 1
+    }
+    this.vq.pushUsed(state.chain.head, len)
+    state.queue = null
+    this.inFlight--
+    this.unpublished++
+    if (!this.inKick && !this.flushScheduled) {
+      // Completions that arrive together (one io_uring reap, one timer) share one publish.
+      this.flushScheduled = true
+      queueMicrotask(this.flushBound)
+    }
+  }
+
+  private drainAvail(): void {
+    const { vq, hwq, disk, mem } = this
+    let head: number
+    while (!this.stopped && (head = vq.popAvail()) >= 0) {
+      const rq = hwq.tryAllocRequest(disk)
+      if (rq === null) {
+        // Backpressure: the chain stays in the ring until a tag frees (Firecracker does the same).
+        vq.undoPop()
+        this.waitingForTag = true
+        return
+      }
+      this.inFlight++
+      const state = blkState(rq)
+      state.queue = this
+      if (vq.walk(head, state.chain) !== 0) {
+        // A malformed chain fails alone: no trustworthy status byte, used.len 0.
+        state.chain.head = head
+        state.statusWindow = -1
+        rq.end(BlkStatus.IOERR)
+        continue
+      }
+      const verdict = parseRequest(mem, disk, rq, this.scratch)
+      if (verdict === DISPATCH) hwq.dispatch(rq, vq.pending() === 0)
+      else rq.end(verdict as BlkStatus)
+    }
+  }
+
+  /** Publishes used elements once and notifies the guest if it asked to be. */
+  private flush(): void {
+    this.flushScheduled = false
+    if (this.unpublished > 0) {
+      this.unpublished = 0
+      this.vq.publishUsed()
+      if (this.vq.needsNotification()) this.notify()
+    }
+    if (this.drained !== null && this.inFlight === 0) {
+      const done = this.drained
+      this.drained = null
+      done()
+    }
+  }
+}
