@@ -2,13 +2,15 @@
  * The command line as users meet it: option errors, capabilities, the socket file's life cycle
  * (mode, stale replaced, live refused, removed on exit) and signals.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as native from '../../src/native/index.js'
-import { CLI, startServer, type ServerProcess } from '../helpers/server.js'
+import { FrontendReq } from '../../src/vhost/messages.js'
+import { RawFrontend } from '../helpers/raw-frontend.js'
+import { CLI, startServer, waitFor, type ServerProcess } from '../helpers/server.js'
 
 function run(args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 })
@@ -76,6 +78,27 @@ describe('socket file', () => {
     const r = run(['--socket-path', s.socketPath, '--memory', '4M'])
     expect(r.status).toBe(1)
     expect(r.stderr).toMatch(/another server is listening/)
+  })
+
+  it('--fd serves on an inherited listening socket and leaves its file alone', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vub-fd-'))
+    const socketPath = path.join(dir, 'inherited.sock')
+    const listenFd = native.unixListen(socketPath, 0o600)
+    const child = spawn(process.execPath, [CLI, '--fd', '3', '--memory', '4M'], { stdio: ['ignore', 'ignore', 'pipe', listenFd] })
+    native.close(listenFd)
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    try {
+      await waitFor(() => stderr.includes('"msg":"serving"'), 10_000, 'the server to serve')
+      const c = RawFrontend.connect(socketPath)
+      expect(await c.call(FrontendReq.GET_FEATURES)).toHaveLength(8)
+      c.close()
+    } finally {
+      child.kill('SIGTERM')
+      await new Promise((r) => child.on('exit', r))
+    }
+    expect(fs.existsSync(socketPath)).toBe(true)
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 
   it('refuses to replace a file that is not a socket', () => {
