@@ -2,8 +2,16 @@
   "targets": [
     {
       "target_name": "vhost_native",
-      "sources": ["src/native/binding.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
+      "sources": [
+        "src/native/binding.c",
+        "src/native/napi_util.c",
+        "src/native/sockets.c",
+        "src/native/messages.c",
+        "src/native/memory.c",
+        "src/native/eventfd.c",
+        "src/native/poller.c"
+      ],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]
     }
   ]
 }

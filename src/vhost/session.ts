@@ -262,7 +262,7 @@ export class Session {
         const req = decodeConfig(payload)
         const data = this.device.getConfig(req.offset, req.size)
         // vhost-user.rst: a zero-length payload tells the frontend the read failed.
-        if (data === null) return encodeConfig({ offset: req.offset, flags: req.flags, data: EMPTY })
+        if (data === null) return EMPTY
         return encodeConfig({ offset: req.offset, flags: req.flags, data })
       }
       case FrontendReq.SET_CONFIG: {
