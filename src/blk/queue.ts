@@ -129,7 +129,7 @@ export class BlkQueue implements DeviceQueue {
         continue
       }
       const verdict = parseRequest(mem, disk, rq, this.scratch)
-      if (verdict === DISPATCH) hwq.dispatch(rq, vq.pending() === 0)
+      if (verdict === DISPATCH) hwq.dispatch(rq, vq.isEmpty())
       else rq.end(verdict as BlkStatus)
     }
   }
