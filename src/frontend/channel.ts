@@ -10,17 +10,12 @@
  * the process alive.
  */
 import * as native from '../native/index.js'
-import {
-  FLAG_REPLY, HEADER_SIZE, MAX_FDS, VhostUserError, decodeHeader, encodeMessage, requestName, type MessageHeader,
-} from '../vhost/messages.js'
+import { MessageReader, closeFds, writeMessage, type FramedMessage } from '../vhost/framing.js'
+import { FLAG_REPLY, encodeMessage, requestName } from '../vhost/messages.js'
 import { VhostUserClientError } from './errors.js'
 
 /** One message from the back-end. The receiver owns `fds`. */
-export interface Reply {
-  header: MessageHeader
-  payload: Uint8Array
-  fds: number[]
-}
+export type Reply = FramedMessage
 
 interface Waiter {
   request: number
@@ -31,11 +26,7 @@ interface Waiter {
 /** A connected control socket with in-order request/reply. */
 export class ControlChannel {
   private readonly poller: native.Poller
-  private readonly headerBytes = new Uint8Array(HEADER_SIZE)
-  private header: MessageHeader | null = null
-  private payload = new Uint8Array(0)
-  private filled = 0
-  private rxFds: number[] = []
+  private readonly reader: MessageReader
   private waiter: Waiter | null = null
   private tail: Promise<unknown> = Promise.resolve()
   private closedBy: VhostUserClientError | null = null
@@ -48,6 +39,7 @@ export class ControlChannel {
   }
 
   private constructor(readonly fd: number) {
+    this.reader = new MessageReader(fd)
     this.poller = new native.Poller(fd, () => this.onReadable())
     this.poller.start()
     this.poller.unref()
@@ -75,8 +67,7 @@ export class ControlChannel {
     if (this.closedBy !== null) return
     this.closedBy = reason ?? new VhostUserClientError('EFRONTEND_CLOSED', 'the client was closed')
     this.poller.close()
-    closeAll(this.rxFds)
-    this.rxFds = []
+    this.reader.discard()
     try { native.close(this.fd) } catch { /* already gone */ }
     const w = this.waiter
     this.waiter = null
@@ -101,22 +92,20 @@ export class ControlChannel {
     return reply.finally(() => { if (this.closedBy === null) this.poller.unref() })
   }
 
-  /** Writes the whole message; the fds travel with its first byte (vhost-user.rst, "Communication"). */
+  /** Writes the whole message; the fds travel with its first byte. */
   private send(bytes: Uint8Array, fds: readonly number[]): void {
-    let sent = 0
-    while (sent < bytes.length) {
-      const n = native.sendMsg(this.fd, bytes, sent, bytes.length - sent, sent === 0 && fds.length > 0 ? [...fds] : undefined)
-      // A control message is at most a few hundred bytes: a full socket buffer means the back-end stopped reading.
-      if (n < 0) throw new VhostUserClientError('EFRONTEND_PROTOCOL', 'the back-end is not reading its socket')
-      sent += n
-    }
+    // A control message is at most a few hundred bytes: a full socket buffer means the back-end stopped reading.
+    if (!writeMessage(this.fd, bytes, fds)) throw new VhostUserClientError('EFRONTEND_PROTOCOL', 'the back-end is not reading its socket')
   }
 
   private onReadable(): void {
     try {
       for (;;) {
-        const msg = this.readMessage()
-        if (msg === null) return
+        const msg = this.reader.read()
+        if (msg === null) {
+          if (this.reader.eof) this.close(new VhostUserClientError('EFRONTEND_CLOSED', 'the back-end closed the connection'))
+          return
+        }
         this.deliver(msg)
         if (this.closedBy !== null) return
       }
@@ -131,53 +120,14 @@ export class ControlChannel {
   private deliver(msg: Reply): void {
     const w = this.waiter
     if (w === null) {
-      closeAll(msg.fds)
+      closeFds(msg.fds)
       throw new VhostUserClientError('EFRONTEND_PROTOCOL', `unsolicited message ${requestName(msg.header.request)} from the back-end`)
     }
     if ((msg.header.flags & FLAG_REPLY) === 0 || msg.header.request !== w.request) {
-      closeAll(msg.fds)
+      closeFds(msg.fds)
       throw new VhostUserClientError('EFRONTEND_PROTOCOL', `expected a reply to ${requestName(w.request)}, got ${requestName(msg.header.request)} flags 0x${msg.header.flags.toString(16)}`)
     }
     this.waiter = null
     w.resolve(msg)
-  }
-
-  /** Returns a whole message, or null when more bytes must arrive first. */
-  private readMessage(): Reply | null {
-    if (this.header === null) {
-      if (!this.fill(this.headerBytes)) return null
-      this.header = decodeHeader(this.headerBytes)
-      this.payload = new Uint8Array(this.header.size)
-      this.filled = 0
-    }
-    if (!this.fill(this.payload)) return null
-    const msg = { header: this.header, payload: this.payload, fds: this.rxFds }
-    this.header = null
-    this.rxFds = []
-    this.filled = 0
-    return msg
-  }
-
-  /** Fills `buf` from the socket; true when full. EOF closes the channel. */
-  private fill(buf: Uint8Array): boolean {
-    while (this.filled < buf.length) {
-      const r = native.recvMsg(this.fd, buf, this.filled, buf.length - this.filled)
-      if (r === null) return false
-      this.rxFds.push(...r.fds)
-      if (this.rxFds.length > MAX_FDS) throw new VhostUserError('EVHOST_BAD_FDS', `more than ${MAX_FDS} fds with one message`)
-      if (r.bytes === 0) {
-        this.close(new VhostUserClientError('EFRONTEND_CLOSED', 'the back-end closed the connection'))
-        return false
-      }
-      this.filled += r.bytes
-    }
-    return true
-  }
-}
-
-/** Closes fds we will not use, ignoring errors. */
-export function closeAll(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try { native.close(fd) } catch { /* nothing to leak */ }
   }
 }

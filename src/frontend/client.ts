@@ -34,7 +34,8 @@ import {
 import {
   STATUS_NOT_WRITTEN, checkDataLength, decodeId, idBuffer, outHeader, rangesBuffer, statusBuffer, type SectorRange,
 } from './blk-request.js'
-import { ControlChannel, closeAll, type Reply } from './channel.js'
+import { closeFds } from '../vhost/framing.js'
+import { ControlChannel, type Reply } from './channel.js'
 import { VhostUserClientError } from './errors.js'
 import { GuestRam } from './guest-ram.js'
 import { ClientQueue, type ChainBuffer, type Completion } from './queue.js'
@@ -241,7 +242,7 @@ export class VhostUserBlkClient {
     } catch (err) {
       const reason = new VhostUserClientError('EFRONTEND_CLOSED', 'the handshake failed')
       for (const q of queues) q.close(reason)
-      closeAll(fds)
+      closeFds(fds)
       channel?.close(reason)
       guest.dispose()
       throw err
@@ -320,7 +321,7 @@ export class VhostUserBlkClient {
   /** GET_VRING_BASE: stops ring `index` (the client's queue is unusable afterwards) and returns its avail index. */
   async getVringBase(index: number): Promise<number> {
     const reply = await this.channel.call(FrontendReq.GET_VRING_BASE, VERSION, encodeVringState({ index, num: 0 }), [], true) as Reply
-    closeAll(reply.fds)
+    closeFds(reply.fds)
     expectSize(reply, VRING_STATE_SIZE)
     return decodeVringState(reply.payload).num
   }
@@ -378,7 +379,7 @@ class Handshake {
   /** A request whose reply is a u64. */
   async getU64(request: number): Promise<bigint> {
     const reply = await this.channel.call(request, VERSION, new Uint8Array(0), [], true) as Reply
-    closeAll(reply.fds)
+    closeFds(reply.fds)
     expectSize(reply, U64_SIZE)
     return decodeU64(reply.payload)
   }
@@ -387,7 +388,7 @@ class Handshake {
   async set(request: number, payload: Uint8Array, fds: readonly number[] = []): Promise<void> {
     const reply = await this.channel.call(request, this.replyAck ? VERSION | FLAG_NEED_REPLY : VERSION, payload, fds, this.replyAck)
     if (reply === null) return
-    closeAll(reply.fds)
+    closeFds(reply.fds)
     expectSize(reply, U64_SIZE)
     const status = decodeU64(reply.payload)
     if (status !== 0n) throw new VhostUserClientError('EFRONTEND_NACK', `the back-end refused ${requestName(request)} (status ${status})`)
@@ -397,7 +398,7 @@ class Handshake {
   async getConfig(offset: number, size: number): Promise<Uint8Array> {
     const req = encodeConfig({ offset, flags: CONFIG_TYPE_FRONTEND, data: new Uint8Array(size) })
     const reply = await this.channel.call(FrontendReq.GET_CONFIG, VERSION, req, [], true) as Reply
-    closeAll(reply.fds)
+    closeFds(reply.fds)
     if (reply.payload.length <= CONFIG_HEADER_SIZE) {
       throw new VhostUserClientError('EFRONTEND_NACK', `the back-end refused GET_CONFIG of ${size} bytes at ${offset}`)
     }

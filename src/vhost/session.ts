@@ -10,7 +10,8 @@
  */
 import type { Logger } from 'pino'
 import type { GuestMemory } from '../virtqueue/index.js'
-import { Connection, closeFds, type IncomingMessage } from './connection.js'
+import { Connection, type IncomingMessage } from './connection.js'
+import { closeFds } from './framing.js'
 import type { VhostUserDevice } from './device.js'
 import { mapRegions, unmapWindow, type SentRegion } from './memory-table.js'
 import {

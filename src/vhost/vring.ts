@@ -19,7 +19,7 @@ import * as native from '../native/index.js'
 import { SplitQueue, VirtqueueError, type GuestMemory } from '../virtqueue/index.js'
 import type { DeviceQueue, VhostUserDevice } from './device.js'
 import { VhostUserError, type VringAddr } from './messages.js'
-import { closeFds } from './connection.js'
+import { closeFds } from './framing.js'
 
 /** Largest ring the split-queue format allows (virtio 1.2 §2.7: Queue Size ≤ 32768). */
 export const MAX_VRING_SIZE = 32768
