@@ -17,6 +17,13 @@ export const VIRTQ_USED_F_NO_NOTIFY = 1
 export const VIRTQ_AVAIL_F_NO_INTERRUPT = 1
 /** Largest queue size: the highest power of two that fits 16-bit indices (virtio 1.2 §2.7). */
 export const MAX_QUEUE_SIZE = 32768
+/**
+ * Entries an indirect table may have, whatever the queue size. Linux's virtio_blk sizes its tables by
+ * seg_max + 2, not by the ring (a 128-entry ring carries 256-entry tables when seg_max is 254), and
+ * QEMU's devices and libvhost-user accept up to 1024 (VIRTQUEUE_MAX_SIZE) likewise; rejecting such a
+ * table would fail a legitimate request.
+ */
+export const MAX_INDIRECT_ENTRIES = 1024
 /** Bytes per descriptor (`struct virtq_desc`). */
 export const DESC_SIZE = 16
 

@@ -18,6 +18,7 @@ import {
   AVAIL_IDX,
   AVAIL_RING,
   DESC_SIZE,
+  MAX_INDIRECT_ENTRIES,
   USED_FLAGS,
   USED_IDX,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -131,7 +132,7 @@ export class SplitQueueDriver {
       const slotBytes = entries * DESC_SIZE
       const slots = Math.floor(pool / slotBytes)
       const ctx = { indirectGpa: cfg.indirectGpa, indirectBytes: cfg.indirectBytes, indirectEntries: entries }
-      if (!Number.isInteger(entries) || entries < 1 || entries > size) {
+      if (!Number.isInteger(entries) || entries < 1 || entries > Math.max(size, MAX_INDIRECT_ENTRIES)) {
         throw new VirtqueueError('EVQ_BAD_ARGUMENT', `indirect tables of ${entries} entries in a queue of ${size}`, ctx)
       }
       if (!Number.isSafeInteger(this.#poolGpa) || this.#poolGpa % DESC_SIZE !== 0 || !Number.isSafeInteger(pool)) {

@@ -31,6 +31,7 @@ import {
   AVAIL_IDX,
   AVAIL_RING,
   DESC_SIZE,
+  MAX_INDIRECT_ENTRIES,
   USED_FLAGS,
   USED_IDX,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -122,7 +123,9 @@ export class SplitQueue {
   #publishedUsed = 0
   #signalledUsed = 0
   #signalledValid = false
-  /** Copy of an indirect table that crosses a region boundary; allocated on first need (size * 16 bytes). */
+  /** Largest indirect table accepted: the queue size, or MAX_INDIRECT_ENTRIES when that is larger. */
+  readonly #maxIndirect: number
+  /** Copy of an indirect table that crosses a region boundary; allocated on first need (#maxIndirect * 16 bytes). */
   #scratch: DataView | null = null
   #scratchBytes: Uint8Array | null = null
 
@@ -137,6 +140,7 @@ export class SplitQueue {
     this.size = cfg.size
     this.eventIdx = cfg.eventIdx
     this.#mask = cfg.size - 1
+    this.#maxIndirect = Math.max(cfg.size, MAX_INDIRECT_ENTRIES)
     this.#desc = views.desc
     this.#avail = views.avail
     this.#used = views.used
@@ -270,7 +274,7 @@ export class SplitQueue {
         // §2.7.5.3.2: the device MUST ignore WRITE on this descriptor, and MUST accept direct descriptors before it.
         if (inIndirect) return ChainError.NESTED_INDIRECT
         if ((flags & VIRTQ_DESC_F_NEXT) !== 0) return ChainError.BAD_INDIRECT
-        if (len === 0 || len % DESC_SIZE !== 0 || len > this.size * DESC_SIZE) return ChainError.BAD_INDIRECT
+        if (len === 0 || len % DESC_SIZE !== 0 || len > this.#maxIndirect * DESC_SIZE) return ChainError.BAD_INDIRECT
         const w = mem.findWindow(addr, len)
         if (w >= 0) {
           const win = mem.windows[w]
@@ -302,6 +306,60 @@ export class SplitQueue {
     }
   }
 
+  /**
+   * For a chain that walk() refused: finds the last byte of its final descriptor, if that descriptor is
+   * device-writable and inside guest memory, so the request can still be answered with a status byte
+   * (a guest that reads a stale status would take a lost write for a success). Follows only the links,
+   * with the same bounds as walk(); returns false for anything it cannot follow. Never throws. On
+   * success the byte is at `lastWindow`/`lastOffset`.
+   */
+  locateLastByte(head: number): boolean {
+    if (!(head >= 0 && head < this.size)) return false
+    const mem = this.#mem
+    let view = this.#desc
+    let base = 0
+    let limit = this.size
+    let idx = head
+    let steps = 0
+    let inIndirect = false
+    for (;;) {
+      if (++steps > limit) return false
+      const off = base + idx * DESC_SIZE
+      const hi = view.getUint32(off + 4, true)
+      if (hi >= ADDR_HI_LIMIT) return false
+      const addr = hi * TWO_POW_32 + view.getUint32(off, true)
+      const len = view.getUint32(off + 8, true)
+      const flags = view.getUint16(off + 12, true)
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        if (inIndirect || len === 0 || len % DESC_SIZE !== 0 || len > this.#maxIndirect * DESC_SIZE) return false
+        const w = mem.findWindow(addr, len)
+        if (w < 0) return false
+        view = mem.windows[w].view
+        base = addr - mem.windows[w].gpa
+        limit = len / DESC_SIZE
+        idx = 0
+        steps = 0
+        inIndirect = true
+        continue
+      }
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
+        if ((flags & VIRTQ_DESC_F_WRITE) === 0 || len === 0) return false
+        const w = mem.findWindow(addr + len - 1, 1)
+        if (w < 0) return false
+        this.lastWindow = w
+        this.lastOffset = addr + len - 1 - mem.windows[w].gpa
+        return true
+      }
+      const next = view.getUint16(off + 14, true)
+      if (next >= limit) return false
+      idx = next
+    }
+  }
+
+  /** Where locateLastByte() found the byte: window index and offset in it. */
+  lastWindow = -1
+  lastOffset = 0
+
   /** Writes a used element {id: head, len} at nextUsed (not yet visible). */
   pushUsed(head: number, len: number): void {
     const e = 1 + 2 * (this.#nextUsed & this.#mask)
@@ -323,7 +381,7 @@ export class SplitQueue {
    */
   #copyTable(addr: number, len: number): DataView | null {
     if (this.#scratch === null || this.#scratchBytes === null) {
-      this.#scratchBytes = new Uint8Array(this.size * DESC_SIZE)
+      this.#scratchBytes = new Uint8Array(this.#maxIndirect * DESC_SIZE)
       this.#scratch = new DataView(this.#scratchBytes.buffer)
     }
     return this.#mem.read(addr, this.#scratchBytes, 0, len) ? this.#scratch : null

@@ -108,7 +108,7 @@ export class BlkRig {
     const usedGpa = (availGpa + availRingBytes(size) + 3) & ~3
     if (usedGpa + usedRingBytes(size) > DATA_GPA) throw new Error('ring too large for the rig')
     const cfg = { size, descGpa, availGpa, usedGpa, eventIdx: opts.eventIdx ?? true }
-    this.driver = new SplitQueueDriver(this.mem.memory, { ...cfg, indirectGpa: 32 << 20, indirectBytes: 1 << 20 })
+    this.driver = new SplitQueueDriver(this.mem.memory, { ...cfg, indirectGpa: 32 << 20, indirectBytes: 8 << 20, indirectEntries: 512 })
     this.vq = new SplitQueue(this.mem.memory, cfg)
     this.queue = this.device.startQueue(0, this.vq, this.mem.memory, () => this.notifications++)
   }

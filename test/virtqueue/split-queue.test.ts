@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest'
 import {
   ChainError,
   DescChain,
+  MAX_INDIRECT_ENTRIES,
   SplitQueue,
   SplitQueueDriver,
   VIRTQ_DESC_F_INDIRECT as INDIRECT,
@@ -206,8 +207,8 @@ describe('SplitQueue hostile descriptor tables', () => {
     ['a zero-length indirect table', ChainError.BAD_INDIRECT, (t) => t.drv.writeDescriptor(0, TABLE, 0, INDIRECT, 0)],
     ['an indirect table length not a multiple of 16', ChainError.BAD_INDIRECT, (t) =>
       t.drv.writeDescriptor(0, TABLE, 24, INDIRECT, 0)],
-    ['an indirect table of more than size entries', ChainError.BAD_INDIRECT, (t) =>
-      t.drv.writeDescriptor(0, TABLE, 17 * 16, INDIRECT, 0)],
+    ['an indirect table of more than MAX_INDIRECT_ENTRIES entries', ChainError.BAD_INDIRECT, (t) =>
+      t.drv.writeDescriptor(0, TABLE, (MAX_INDIRECT_ENTRIES + 1) * 16, INDIRECT, 0)],
     ['INDIRECT together with NEXT', ChainError.BAD_INDIRECT, (t) => {
       t.mq.write(TABLE, table([[BUF, 8, 0, 0]]))
       t.drv.writeDescriptor(0, TABLE, 16, INDIRECT | NEXT, 1)
@@ -469,7 +470,7 @@ describe('SplitQueueDriver', () => {
     expect(codeOf(() => new SplitQueueDriver(mem, { ...cfg, indirectGpa: 0x3000, indirectBytes: 100 }))).toBe(
       'EVQ_BAD_ARGUMENT',
     )
-    expect(codeOf(() => new SplitQueueDriver(mem, { ...cfg, indirectGpa: 0x3000, indirectBytes: 4096, indirectEntries: 17 })))
+    expect(codeOf(() => new SplitQueueDriver(mem, { ...cfg, indirectGpa: 0x3000, indirectBytes: 1 << 16, indirectEntries: MAX_INDIRECT_ENTRIES + 1 })))
       .toBe('EVQ_BAD_ARGUMENT')
   })
 })

@@ -9,6 +9,7 @@ import fc from 'fast-check'
 import {
   ChainError,
   DescChain,
+  MAX_INDIRECT_ENTRIES,
   VIRTQ_DESC_F_INDIRECT as INDIRECT,
   VIRTQ_DESC_F_NEXT as NEXT,
   VIRTQ_DESC_F_WRITE as WRITE,
@@ -120,7 +121,7 @@ function modelWalk(mq: MockSplitQueue, head: number): Range[] | 'error' {
     if (++visited > entries) return 'error'
     const d = read(idx)
     if (d.flags & INDIRECT) {
-      if (inIndirect || d.flags & NEXT || d.len === 0 || d.len % 16 !== 0 || d.len > SIZE * 16) return 'error'
+      if (inIndirect || d.flags & NEXT || d.len === 0 || d.len % 16 !== 0 || d.len > Math.max(SIZE, MAX_INDIRECT_ENTRIES) * 16) return 'error'
       if (!mapped(d.addr, d.len)) return 'error'
       const table = mq.read(Number(d.addr), d.len)
       read = (i) => decode(table.subarray(16 * i))
