@@ -91,7 +91,6 @@ export class BlkQueue implements DeviceQueue {
   /** Called by the hardware queue (via the device) for each ended request of this queue. */
   onEnd(rq: Request): void {
     const state = blkState(rq)
-    if (process.env.VUB_TRACE && (rq.op === 0 || rq.op === 1) && rq.status === 0) { let pos = 0; const out = []; for (let i = 0; i < rq.nrSegments; i++) { const b = rq.segBuffer[i]; for (let k = 0; k < rq.segLength[i]; k += 512) { let sum = 0; for (let j = 0; j < 512; j++) sum = (sum * 31 + b[rq.segOffset[i] + k + j]) >>> 0; out.push((rq.sector + pos) + '=' + sum); pos++ } } process.stderr.write(`D op=${rq.op} ${out.join(' ')}\n`) }
     let len = rq.bytesDone
     if (state.statusWindow >= 0) {
       this.mem.windows[state.statusWindow].bytes[state.statusOffset] = statusByte(rq.status)
