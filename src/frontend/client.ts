@@ -38,7 +38,7 @@ import { closeFds } from '../vhost/framing.js'
 import { ControlChannel, type Reply } from './channel.js'
 import { VhostUserClientError } from './errors.js'
 import { GuestRam } from './guest-ram.js'
-import { ClientQueue, type ChainBuffer, type Completion } from './queue.js'
+import { ClientQueue, type ChainBuffer, type Completion, type RingLease, type RingOwner } from './queue.js'
 
 /** Connection options. */
 export interface ClientOptions {
@@ -306,6 +306,17 @@ export class VhostUserBlkClient {
    */
   submitSegments(queue: number, segs: readonly DriverSegment[], opts: RawOptions = {}): Promise<number> {
     return this.queue(queue).submitSegments(segs, { indirect: opts.indirect ?? this.useIndirect, maxSegment: 0, timeoutMs: opts.timeoutMs ?? 0 })
+  }
+
+  /**
+   * Fast path: hands queue `queue`'s ring to `owner`, which then adds chains and reaps used
+   * elements itself (buffers from `guest.alloc`) and is called on every call-eventfd wakeup; the
+   * promise API rejects on that queue with EFRONTEND_BUSY until the lease is released. Throws
+   * EFRONTEND_ARGUMENT for a queue that does not exist, EFRONTEND_BUSY while the queue has
+   * submissions pending or is claimed, EFRONTEND_CLOSED after close.
+   */
+  claimQueue(queue: number, owner: RingOwner): RingLease {
+    return this.queue(queue).claim(owner)
   }
 
   /** GET_CONFIG of [offset, offset+size); a refused read (empty or size-0 reply) is EFRONTEND_NACK. */

@@ -18,6 +18,8 @@ export type VhostUserClientErrorCode =
   | 'EFRONTEND_CLOSED'
   /** A raw submission did not complete within its timeout. */
   | 'EFRONTEND_TIMEOUT'
+  /** The queue is claimed by a ring owner (the load generator), or busy when a claim was asked. */
+  | 'EFRONTEND_BUSY'
 
 /** Errors raised by src/frontend. Assert on `code`, not on the message. */
 export class VhostUserClientError extends Error {

@@ -14,7 +14,9 @@
  * pass per call-eventfd wakeup.
  *
  * Cost: each submission is one promise, one record, one guest allocation and copies in and out.
- * Correctness first; a benchmark loop that needs less can reuse buffers through submitSegments.
+ * Correctness first. A caller that needs less (the load generator, load.ts) claims the queue with
+ * claim(): it then drives the ring itself through `driver` and hears of completions through a
+ * RingOwner callback, with no promise or record per request.
  */
 import * as native from '../native/index.js'
 import { VirtqueueError, type DriverSegment, type SplitQueueDriver } from '../virtqueue/index.js'
@@ -51,6 +53,27 @@ export interface SubmitOptions {
   timeoutMs: number
 }
 
+/**
+ * A caller that drives a claimed queue's ring itself (see ClientQueue.claim). Both methods are
+ * called on the event loop, never re-entrantly.
+ */
+export interface RingOwner {
+  /** The call eventfd fired and has been drained: reap used elements through the driver. */
+  onCall(): void
+  /** The queue closed (the client was closed or the back-end went away); the ring is dead. */
+  onClose(reason: Error): void
+}
+
+/** What claim() hands out: the ring and its kick. */
+export interface RingLease {
+  /** The queue's ring, to add chains to and reap from. */
+  readonly driver: SplitQueueDriver
+  /** Writes the kick eventfd (call only when `driver.needsKick()` says so). */
+  kick(): void
+  /** Gives the queue back to promise-based submissions. The owner must have nothing in flight. */
+  release(): void
+}
+
 /** A submission from creation to completion. */
 interface Submission {
   buffers: readonly ChainBuffer[] | null
@@ -78,6 +101,7 @@ export class ClientQueue {
   private inflightCount = 0
   private flushScheduled = false
   private closedBy: Error | null = null
+  private owner: RingOwner | null = null
 
   /**
    * `kickFd`/`callFd` are this side's ends of the eventfds given to the back-end; the queue closes
@@ -99,6 +123,33 @@ export class ClientQueue {
   /** Submissions made available or waiting for room. */
   get pending(): number {
     return this.inflightCount + this.backlog.length
+  }
+
+  /**
+   * Hands the ring to `owner` until the lease is released: the caller adds chains and reaps used
+   * elements through `driver` itself, and every call-eventfd wakeup goes to `owner.onCall()`.
+   * Meanwhile submit() and submitSegments() reject with EFRONTEND_BUSY. Throws EFRONTEND_BUSY when
+   * submissions are pending or the queue is claimed already, EFRONTEND_CLOSED once closed.
+   */
+  claim(owner: RingOwner): RingLease {
+    if (this.closedBy !== null) throw new VhostUserClientError('EFRONTEND_CLOSED', `queue ${this.index} is closed`)
+    if (this.owner !== null || this.pending > 0) {
+      throw new VhostUserClientError('EFRONTEND_BUSY', `queue ${this.index} is ${this.owner !== null ? 'claimed' : 'busy with submissions'}`)
+    }
+    this.owner = owner
+    // A claimed queue has work in flight whenever its owner says so: keep the loop alive meanwhile.
+    this.poller.ref()
+    let released = false
+    return {
+      driver: this.driver,
+      kick: () => native.eventfdWrite(this.kickFd),
+      release: () => {
+        if (released) return
+        released = true
+        if (this.owner === owner) this.owner = null
+        if (this.closedBy === null) this.poller.unref()
+      },
+    }
   }
 
   /** Places `buffers` in guest memory as one chain and resolves when the back-end returns it. */
@@ -124,6 +175,9 @@ export class ClientQueue {
     for (const fd of [this.kickFd, this.callFd]) {
       try { native.close(fd) } catch { /* already closed */ }
     }
+    const owner = this.owner
+    this.owner = null
+    owner?.onClose(reason)
     for (let head = 0; head < this.inflight.length; head++) {
       const s = this.inflight[head]
       if (s !== undefined) this.settle(s, null, reason)
@@ -135,6 +189,7 @@ export class ClientQueue {
 
   private enqueue(buffers: readonly ChainBuffer[] | null, allocLen: number, segs: DriverSegment[], opts: SubmitOptions): Promise<Completion> {
     if (this.closedBy !== null) return Promise.reject(this.closedBy)
+    if (this.owner !== null) return Promise.reject(new VhostUserClientError('EFRONTEND_BUSY', `queue ${this.index} is claimed`))
     return new Promise<Completion>((resolve, reject) => {
       const s: Submission = { buffers, gpa: -1, allocLen, segs, opts, resolve, reject, timer: null, settled: false }
       if (opts.timeoutMs > 0) s.timer = setTimeout(() => this.expire(s), opts.timeoutMs)
@@ -200,6 +255,10 @@ export class ClientQueue {
   private onCall(): void {
     if (this.closedBy !== null) return
     native.eventfdRead(this.callFd)
+    if (this.owner !== null) {
+      this.owner.onCall()
+      return
+    }
     try {
       for (;;) {
         const head = this.driver.reapUsed()
