@@ -230,14 +230,21 @@ export class Request {
   _reset(): void {
     const bufs = this.segBuffer
     const n = this.nrSegments
+    const offsets = this.segOffset
+    const lengths = this.segLength
+    // Plain loops: TypedArray#fill on a few elements goes through a slow builtin call.
     let i = 0
-    while (i < bufs.length && (i < n || bufs[i] !== EMPTY_SEGMENT)) bufs[i++] = EMPTY_SEGMENT
-    this.segOffset.fill(0, 0, i)
-    this.segLength.fill(0, 0, i)
-    const r = this.nrRanges
-    this.rangeSector.fill(0, 0, r)
-    this.rangeSectors.fill(0, 0, r)
-    this.rangeFlags.fill(0, 0, r)
+    while (i < bufs.length && (i < n || bufs[i] !== EMPTY_SEGMENT)) {
+      bufs[i] = EMPTY_SEGMENT
+      offsets[i] = 0
+      lengths[i] = 0
+      i++
+    }
+    for (let r = 0; r < this.nrRanges; r++) {
+      this.rangeSector[r] = 0
+      this.rangeSectors[r] = 0
+      this.rangeFlags[r] = 0
+    }
     this.disk = null
     this.op = ReqOp.Read
     this.sector = 0
