@@ -11,7 +11,7 @@
 # Environment: VUB_TIMEOUT (seconds before QEMU is killed, default 300; not for "shell"),
 # VUB_ARGS (scenario arguments, k=v,k2=v2), VUB_KERNEL_ARGS (more kernel parameters), VUB_SMP
 # (vCPUs, default min(NUM_QUEUES, 4): the guest driver uses at most one queue per vCPU),
-# VUB_MEM (guest RAM, default 512M), VUB_CPU (default max), VUB_QEMU (QEMU binary),
+# VUB_MEM (guest RAM, default 512M), VUB_RECONNECT (seconds: QEMU reconnects to a restarted backend), VUB_CPU (default max), VUB_QEMU (QEMU binary),
 # VUB_VM_CACHE, VUB_NO_BUILD.
 # Exit status: the scenario's status; 124 when QEMU was killed on timeout; 125 when the guest
 # stopped without reporting VUB-DONE; 2 on bad arguments.
@@ -62,7 +62,8 @@ qemu_args=(
     -accel tcg -cpu "${VUB_CPU:-max}" -smp "$smp" -m "$mem"
     -object "memory-backend-memfd,id=mem,size=$mem,share=on" -numa "node,memdev=mem"
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" -append "$append"
-    -chardev "socket,id=c0,path=${socket//,/,,}" # QEMU options escape a comma by doubling it
+    # QEMU options escape a comma by doubling it; reconnect=1 lets the guest outlive a backend restart.
+    -chardev "socket,id=c0,path=${socket//,/,,}${VUB_RECONNECT:+,reconnect=$VUB_RECONNECT}"
     -device "vhost-user-blk-pci,chardev=c0,num-queues=$num_queues,queue-size=$queue_size"
 )
 

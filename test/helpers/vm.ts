@@ -84,6 +84,10 @@ export interface RunGuestOptions {
   timeoutMs?: number
   /** More kernel parameters, e.g. `vub.args=size_mib=4,jobs=1`. */
   kernelArgs?: string
+  /** QEMU reconnects to the socket after the backend went away (`-chardev ...,reconnect=1`). */
+  reconnect?: boolean
+  /** Called with the console text so far whenever it grows (to act on a scenario's phase lines). */
+  onConsole?: (console: string) => void
 }
 
 /** What one guest run produced. */
@@ -209,7 +213,9 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
         // A backstop in case this process dies without cleaning up; our own timer fires first.
         VUB_TIMEOUT: String(Math.ceil(timeoutMs / 1000) + 30),
         VUB_KERNEL_ARGS: opts.kernelArgs ?? '',
+        VUB_RECONNECT: opts.reconnect === true ? '1' : '',
       },
+      opts.onConsole,
     )
     let timedOut = false
     let backendDied = false
@@ -285,13 +291,14 @@ interface Proc {
 }
 
 /** Starts `command` as the leader of a new process group, so the whole group can be killed. */
-function startProc(command: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+function startProc(command: string, args: string[], env: NodeJS.ProcessEnv, onOutput?: (text: string) => void): Proc {
   const child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env })
   if (child.pid !== undefined) live.groups.add(child.pid)
   let text = ''
   const append = (chunk: Buffer | string): void => {
     text += chunk.toString().replaceAll('\r', '')
     if (text.length > MAX_LOG_CHARS) text = text.slice(text.length - MAX_LOG_CHARS)
+    onOutput?.(text)
   }
   child.stdout?.on('data', append)
   child.stderr?.on('data', append)
