@@ -9,7 +9,9 @@
         "src/native/messages.c",
         "src/native/memory.c",
         "src/native/eventfd.c",
-        "src/native/poller.c"
+        "src/native/poller.c",
+        "src/native/uring.c",
+        "src/native/fileops.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]
     }

@@ -2,18 +2,21 @@
 /**
  * The front door: parses the command line (yargs) into validated options and hands them to the
  * daemon. Follows QEMU's "backend program conventions" (docs/interop/vhost-user.rst):
- * --socket-path, --fd, --print-capabilities, --read-only; exits on SIGTERM; never daemonises.
+ * --socket-path, --fd, --print-capabilities, --read-only, and --blk-file for block backends;
+ * exits on SIGTERM; never daemonises.
  * Invalid options print one clear line and exit with code 2.
  */
 import os from 'node:os'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger, LOG_LEVELS, type LogLevel } from './daemon/log.js'
-import { qemuArguments, startDaemon, type ServeOptions } from './daemon/serve.js'
+import { IO_ENGINES, qemuArguments, startDaemon, type FileDiskSpec, type MemoryDiskSpec, type ServeOptions } from './daemon/serve.js'
 import { parseSize } from './daemon/size.js'
 
 const PROGRAM = 'vhost-user-blk'
 const DEFAULT_SOCKET = './vhost-user-blk.sock'
+const DEFAULT_MEMORY = '1G'
+const CACHE_MODES = ['writeback', 'writethrough'] as const
 
 /** A bad option: reported as one line, exit code 2. */
 class UsageError extends Error {}
@@ -35,7 +38,12 @@ function intInRange(name: string, value: number, min: number, max: number): numb
 interface ServeArgs {
   socketPath?: string
   fd?: number
-  memory: string
+  memory?: string
+  file?: string
+  size?: string
+  ioEngine?: string
+  direct: boolean
+  cache: string
   readOnly: boolean
   numQueues: number
   queueSize: number
@@ -53,15 +61,8 @@ function serveOptions(a: ServeArgs): ServeOptions {
   if (a.fd !== undefined) intInRange('fd', a.fd, 0, 2 ** 31 - 1)
   const logicalBlockSize = a.logicalBlockSize
   if (logicalBlockSize !== 512 && logicalBlockSize !== 4096) throw new UsageError(`--logical-block-size must be 512 or 4096 (got ${logicalBlockSize})`)
-  let memoryBytes: number
-  try {
-    memoryBytes = parseSize(a.memory)
-  } catch (err) {
-    throw new UsageError(`--memory: ${(err as Error).message}`)
-  }
-  if (memoryBytes === 0 || memoryBytes % logicalBlockSize !== 0) {
-    throw new UsageError(`--memory must be a non-zero multiple of the logical block size ${logicalBlockSize} (got ${a.memory})`)
-  }
+  const disk = diskSpec(a, logicalBlockSize)
+  if (!(CACHE_MODES as readonly string[]).includes(a.cache)) throw new UsageError(`--cache must be one of ${CACHE_MODES.join(', ')} (got ${a.cache})`)
   const numQueues = intInRange('num-queues', a.numQueues, 1, 256)
   if (!isPowerOfTwo(a.queueSize) || a.queueSize > 32768) throw new UsageError(`--queue-size must be a power of 2 up to 32768 (got ${a.queueSize})`)
   if (Buffer.byteLength(a.serial) > 20 || !/^[\x20-\x7e]*$/.test(a.serial)) throw new UsageError('--serial must be at most 20 printable ASCII characters')
@@ -69,7 +70,8 @@ function serveOptions(a: ServeArgs): ServeOptions {
   return {
     socketPath: a.fd === undefined ? (a.socketPath ?? DEFAULT_SOCKET) : undefined,
     fd: a.fd,
-    memoryBytes,
+    disk,
+    writeback: a.cache === 'writeback',
     readOnly: a.readOnly,
     numQueues,
     queueSize: a.queueSize,
@@ -80,9 +82,46 @@ function serveOptions(a: ServeArgs): ServeOptions {
   }
 }
 
+/** A size option: a non-zero multiple of the logical block size. */
+function blockMultiple(name: string, text: string, logicalBlockSize: number): number {
+  let bytes: number
+  try {
+    bytes = parseSize(text)
+  } catch (err) {
+    throw new UsageError(`--${name}: ${(err as Error).message}`)
+  }
+  if (bytes === 0 || bytes % logicalBlockSize !== 0) {
+    throw new UsageError(`--${name} must be a non-zero multiple of the logical block size ${logicalBlockSize} (got ${text})`)
+  }
+  return bytes
+}
+
+/** The disk to serve: `--memory` (the default) or `--file` with its options. */
+function diskSpec(a: ServeArgs, logicalBlockSize: number): MemoryDiskSpec | FileDiskSpec {
+  if (a.file === undefined) {
+    for (const [name, given] of [['size', a.size !== undefined], ['io-engine', a.ioEngine !== undefined], ['direct', a.direct]] as const) {
+      if (given) throw new UsageError(`--${name} needs --file`)
+    }
+    return { kind: 'memory', bytes: blockMultiple('memory', a.memory ?? DEFAULT_MEMORY, logicalBlockSize) }
+  }
+  if (a.memory !== undefined) throw new UsageError('--memory and --file are mutually exclusive')
+  if (a.file === '') throw new UsageError('--file needs a path')
+  if (a.ioEngine !== undefined && !(IO_ENGINES as readonly string[]).includes(a.ioEngine)) {
+    throw new UsageError(`--io-engine must be one of ${IO_ENGINES.join(', ')} (got ${a.ioEngine})`)
+  }
+  if (a.size !== undefined && a.readOnly) throw new UsageError('--size cannot create or grow a --read-only image')
+  return {
+    kind: 'file',
+    path: a.file,
+    sizeBytes: a.size === undefined ? undefined : blockMultiple('size', a.size, logicalBlockSize),
+    direct: a.direct,
+    ioEngine: a.ioEngine as FileDiskSpec['ioEngine'],
+  }
+}
+
 /** `--print-capabilities`: the JSON QEMU's vhost-user.json schema describes for block backends. */
 function printCapabilities(): void {
-  process.stdout.write(`${JSON.stringify({ type: 'block', features: ['read-only'] })}\n`)
+  process.stdout.write(`${JSON.stringify({ type: 'block', features: ['read-only', 'blk-file'] })}\n`)
 }
 
 function serve(a: ServeArgs): void {
@@ -96,16 +135,10 @@ function serve(a: ServeArgs): void {
   }
   if (os.endianness() !== 'LE') usageFail('this backend supports little-endian hosts only')
   const log = createLogger(a.logLevel as LogLevel)
-  let daemon: ReturnType<typeof startDaemon>
-  try {
-    daemon = startDaemon(opts, log)
-  } catch (err) {
-    const e = err as Error & { code?: string }
-    log.fatal({ code: e.code }, e.message)
-    process.stderr.write(`${PROGRAM}: ${e.message}\n`)
-    process.exit(1)
-  }
-  process.stdout.write(`Attach a QEMU guest with:\n  ${qemuArguments(opts)}\n`)
+  // Handlers go in before the server exists: a SIGTERM sent as soon as 'serving' is logged must
+  // not meet the default action (instant death). They run from the event loop, so only after
+  // startDaemon (synchronous) has returned and `daemon` is set.
+  let daemon: ReturnType<typeof startDaemon> | undefined
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -114,7 +147,7 @@ function serve(a: ServeArgs): void {
     }
     stopping = true
     log.info({ signal }, 'shutting down: completing requests in flight')
-    daemon.close().then(
+    daemon!.close().then(
       () => {
         log.info('stopped')
         process.exit(0)
@@ -127,6 +160,15 @@ function serve(a: ServeArgs): void {
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  try {
+    daemon = startDaemon(opts, log)
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    log.fatal({ code: e.code }, e.message)
+    process.stderr.write(`${PROGRAM}: ${e.message}\n`)
+    process.exit(1)
+  }
+  process.stdout.write(`Attach a QEMU guest with:\n  ${qemuArguments(opts)}\n`)
 }
 
 /** Builds the parser; exported for tests. */
@@ -141,7 +183,12 @@ export function parser(argv: string[]) {
           .option('socket-path', { alias: 'socket', type: 'string', describe: `Unix socket to listen on (default ${DEFAULT_SOCKET})` })
           .option('fd', { type: 'number', describe: 'serve on an inherited listening socket (as libvirt passes one)' })
           .option('print-capabilities', { type: 'boolean', default: false, describe: 'print the backend capabilities as JSON and exit' })
-          .option('memory', { type: 'string', default: '1G', describe: 'serve a sparse memory disk of this size (512, 4K, 1M, 1G, 1T)' })
+          .option('memory', { type: 'string', describe: `serve a sparse memory disk of this size (512, 4K, 1M, 1G, 1T; default ${DEFAULT_MEMORY})` })
+          .option('file', { alias: 'blk-file', type: 'string', describe: 'serve a raw image file or block device' })
+          .option('size', { type: 'string', describe: 'with --file: create a missing image, or grow a shorter one, to this size (sparse)' })
+          .option('io-engine', { type: 'string', describe: `with --file: ${IO_ENGINES.join('|')} (default io_uring, else threads)` })
+          .option('direct', { type: 'boolean', default: false, describe: 'with --file: open with O_DIRECT, bypassing the host page cache' })
+          .option('cache', { type: 'string', default: 'writeback', describe: `initial write cache mode, ${CACHE_MODES.join('|')}; the guest may change it` })
           .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes, advertise VIRTIO_BLK_F_RO' })
           .option('num-queues', { type: 'number', default: 16, describe: 'virtqueues offered (QEMU num-queues may be up to this)' })
           .option('queue-size', { type: 'number', default: 256, describe: 'ring size for the printed QEMU arguments' })

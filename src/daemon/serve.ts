@@ -7,10 +7,14 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { chainCapacityFor, initBlkRequest } from '../blk/request-state.js'
 import { BlkDevice } from '../blk/device.js'
+import { FileDisk } from '../disks/file.js'
+import { IO_ENGINES, type IoEngineName } from '../disks/io-engine.js'
 import { MemoryDisk } from '../disks/memory.js'
-import { GenDiskBuilder, TagSet, type GenDisk } from '../mq/index.js'
+import { GenDiskBuilder, TagSet, type GenDisk, type Operations } from '../mq/index.js'
 import { VhostUserServer } from '../vhost/server.js'
 import { formatSize } from './size.js'
+
+export { IO_ENGINES }
 
 /** Data segments per request we advertise (seg_max) and accept. */
 export const SEG_MAX = 254
@@ -21,11 +25,31 @@ export const MAX_RANGES = 256
 /** Sectors per discard / write-zeroes range (the u32 field's range, block aligned). */
 const MAX_RANGE_SECTORS = 0x3fff_fff8
 
+/** A sparse memory disk (`--memory`). */
+export interface MemoryDiskSpec {
+  kind: 'memory'
+  bytes: number
+}
+
+/** A raw image file or block device (`--file`). */
+export interface FileDiskSpec {
+  kind: 'file'
+  path: string
+  /** `--size`: create a missing file or grow a shorter one to this many bytes. */
+  sizeBytes?: number
+  /** `--direct`: O_DIRECT. */
+  direct: boolean
+  /** `--io-engine`; undefined: io_uring, else threads. */
+  ioEngine?: IoEngineName
+}
+
 /** Everything `serve` needs, already validated by the CLI. */
 export interface ServeOptions {
   socketPath?: string
   fd?: number
-  memoryBytes: number
+  disk: MemoryDiskSpec | FileDiskSpec
+  /** Initial write-cache mode (`--cache`): true = writeback. The guest may switch it (CONFIG_WCE). */
+  writeback: boolean
   readOnly: boolean
   numQueues: number
   queueSize: number
@@ -44,9 +68,70 @@ export interface Daemon {
   close(): Promise<void>
 }
 
-/** Builds and starts everything; throws (with a clear message) when the socket is in use. */
+/** The driver for the disk the options describe, with what the GenDisk needs from it. */
+interface OpenedDisk {
+  driver: Operations
+  /** The file disk, to wire its write cache and close it; null for memory. */
+  file: FileDisk | null
+  capacityBytes: number
+  physicalBlockSize: number
+  /** Fields for the 'serving' log line. */
+  describe: Record<string, unknown>
+}
+
+function openDisk(opts: ServeOptions, log: Logger): OpenedDisk {
+  const spec = opts.disk
+  if (spec.kind === 'memory') {
+    return {
+      driver: new MemoryDisk(),
+      file: null,
+      capacityBytes: spec.bytes,
+      physicalBlockSize: opts.logicalBlockSize,
+      describe: { disk: 'memory', size: formatSize(spec.bytes) },
+    }
+  }
+  const file = FileDisk.open({
+    path: spec.path,
+    readOnly: opts.readOnly,
+    direct: spec.direct,
+    sizeBytes: spec.sizeBytes,
+    logicalBlockSize: opts.logicalBlockSize,
+    engine: spec.ioEngine,
+    maxInFlight: opts.hwQueues * opts.queueDepth,
+    writeback: opts.writeback,
+    log,
+  })
+  const image = file.image
+  const tail = image.sizeBytes - image.capacityBytes
+  if (tail > 0) log.warn({ image: image.path, bytes: tail }, 'the image ends in a partial block: its last bytes are not served')
+  return {
+    driver: file,
+    file,
+    capacityBytes: image.capacityBytes,
+    physicalBlockSize: image.physicalBlockSize,
+    describe: {
+      disk: image.blockDevice ? 'block-device' : 'file',
+      image: image.path,
+      size: formatSize(image.capacityBytes),
+      ioEngine: file.engineName,
+      direct: image.directAlignment !== null,
+    },
+  }
+}
+
+/** Builds and starts everything; throws (with a clear message) when the socket or the image is in use. */
 export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
-  const driver = new MemoryDisk()
+  const opened = openDisk(opts, log)
+  try {
+    return serveDisk(opts, log, opened)
+  } catch (err) {
+    opened.file?.close()
+    throw err
+  }
+}
+
+function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon {
+  const { driver, file, capacityBytes, physicalBlockSize, describe } = opened
   const tagSet = new TagSet({
     nrHwQueues: opts.hwQueues,
     queueDepth: opts.queueDepth,
@@ -58,9 +143,9 @@ export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
   const sectorsPerBlock = opts.logicalBlockSize / 512
   const disk = new GenDiskBuilder()
     .name('vda')
-    .capacityBytes(opts.memoryBytes)
+    .capacityBytes(capacityBytes)
     .logicalBlockSize(opts.logicalBlockSize)
-    .physicalBlockSize(opts.logicalBlockSize)
+    .physicalBlockSize(physicalBlockSize)
     .readOnly(opts.readOnly)
     .rotational(false)
     .serial(opts.serial)
@@ -70,7 +155,9 @@ export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
     .discard({ maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_RANGES, granularitySectors: sectorsPerBlock })
     .writeZeroes({ maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_RANGES, mayUnmap: true })
     .build(tagSet)
-  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: true, log })
+  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: opts.writeback, log })
+  // The driver follows the guest's write-cache bit: BlkDevice owns `wce`, the file disk reads it per write.
+  file?.attachWriteCache(device)
   const server = VhostUserServer.listen({
     socketPath: opts.socketPath,
     listenFd: opts.fd,
@@ -80,9 +167,9 @@ export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
   })
   log.info(
     {
-      disk: 'memory',
-      size: formatSize(opts.memoryBytes),
+      ...describe,
       readOnly: opts.readOnly,
+      writeback: opts.writeback,
       numQueues: opts.numQueues,
       hwQueues: opts.hwQueues,
       queueDepth: opts.queueDepth,
@@ -96,6 +183,7 @@ export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
     async close() {
       await server.close()
       tagSet.destroy()
+      file?.close()
     },
   }
 }

@@ -8,7 +8,8 @@
 static napi_value init(napi_env env, napi_value exports) {
   if (!register_sockets(env, exports) || !register_messages(env, exports) ||
       !register_memory(env, exports) || !register_eventfd(env, exports) ||
-      !register_poller(env, exports)) {
+      !register_poller(env, exports) || !register_uring(env, exports) ||
+      !register_fileops(env, exports)) {
     throw_napi_failure(env, "vhost_native init");
     return NULL;
   }

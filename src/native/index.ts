@@ -202,3 +202,156 @@ export interface PollerConstructor {
 
 /** The Poller class (implemented in C, src/native/poller.c). */
 export const Poller: PollerConstructor = addon.Poller
+
+/**
+ * One io_uring instance (src/native/uring.c), driven by raw syscalls. Mechanism only: each
+ * `prep*()` fills one submission entry tagged with `userData` (an integer 0..2^31-1), `submit()`
+ * hands every prepared entry to the kernel with one io_uring_enter, and `reap()` copies
+ * completions out as (userData, res) pairs, where `res` is what the syscall would have returned
+ * (a byte count, 0, or a negative errno such as -28 for ENOSPC). Short transfers, retries and
+ * error policy are the caller's.
+ *
+ * Zero-copy: `prepReadv`/`prepWritev` point the kernel straight at the given Uint8Arrays; those
+ * bytes must stay mapped until the completion is reaped. Their iovecs live in the ring's arena
+ * only until `submit()`, so nothing is allocated per operation.
+ *
+ * Completions are signalled on `eventFd` (registered with IORING_REGISTER_EVENTFD): watch it
+ * with a {@link Poller}, drain it with {@link eventfdRead}, then call `reap()` until it returns
+ * fewer pairs than fit. Construction throws a {@link NativeError} where io_uring is unavailable:
+ * ENOSYS (old kernel), EPERM (seccomp, or `kernel.io_uring_disabled`), EOPNOTSUPP (a kernel older
+ * than 5.5, without IORING_FEAT_SUBMIT_STABLE / NODROP).
+ */
+export interface IoUring {
+  /** The eventfd the kernel signals for every completion (non-blocking, close-on-exec). */
+  readonly eventFd: number
+  /** Submission queue size (the kernel rounds `entries` up to a power of two). */
+  readonly entries: number
+  /** Completion queue size. */
+  readonly cqEntries: number
+  /** Entries prepared or submitted that the kernel has not consumed yet. */
+  readonly pending: number
+  /**
+   * Prepare a readv into segments `i < count`: bytes `[offsets[i], offsets[i] + lengths[i])` of
+   * `buffers[i]`, whose concatenation maps to the file from `position` on. The first `skip` bytes
+   * are left out (to continue a short read): the transfer starts at `position + skip` with the
+   * segment byte `skip` falls on. A segment outside its buffer, more than
+   * 1024 iovecs, or nothing left after `skip` throws a RangeError.
+   * @returns false, with nothing prepared, when the submission queue or the iovec arena is
+   *   full: `submit()` and try again.
+   */
+  prepReadv(fd: number, buffers: readonly Uint8Array[], offsets: Uint32Array, lengths: Uint32Array,
+    count: number, skip: number, position: number, userData: number): boolean
+  /** As {@link prepReadv}, writing; `rwFlags` are pwritev2's RWF_* bits (e.g. RWF_DSYNC = 2). */
+  prepWritev(fd: number, buffers: readonly Uint8Array[], offsets: Uint32Array, lengths: Uint32Array,
+    count: number, skip: number, position: number, userData: number, rwFlags?: number): boolean
+  /** Prepare an fsync (fdatasync when `datasync`). False when the submission queue is full. */
+  prepFsync(fd: number, datasync: boolean, userData: number): boolean
+  /** Prepare fallocate(fd, mode, offset, length) (`length` ≥ 1). False when the submission queue is full. */
+  prepFallocate(fd: number, mode: number, offset: number, length: number, userData: number): boolean
+  /**
+   * One io_uring_enter for everything prepared. Returns how many entries the kernel consumed: 0
+   * when nothing was pending, or when the kernel is short of resources right now (EAGAIN, EBUSY;
+   * the entries stay queued for the next submit). Other failures throw.
+   */
+  submit(): number
+  /**
+   * Copy up to `out.length / 2` completions: `out[2i]` = userData, `out[2i+1]` = res.
+   * @returns how many were copied; fewer than fit means the completion queue is empty.
+   */
+  reap(out: Int32Array): number
+  /**
+   * Unmap the rings and close the ring and the eventfd (idempotent). Close the Poller on
+   * `eventFd` first, and only close with nothing in flight. Every later call but `close()`
+   * throws EBADF; a ring that is garbage-collected is closed for you.
+   */
+  close(): void
+}
+
+/** Constructor of {@link IoUring}. */
+export interface IoUringConstructor {
+  /**
+   * @param entries - submission queue size, 1..32768
+   * @param cqEntries - completion queue size, entries..65536 (default 2 × entries); keep it at
+   *   least the number of operations in flight at once
+   * @param iovecs - iovec arena size, 1..2^20 (default 4096): the iovecs of the entries prepared
+   *   between two submits; one operation may use up to 1024
+   */
+  new (entries: number, cqEntries?: number, iovecs?: number): IoUring
+  readonly prototype: IoUring
+}
+
+/** The IoUring class (implemented in C, src/native/uring.c). */
+export const IoUring: IoUringConstructor = addon.IoUring
+
+/** io_uring / pwritev2 flag: the write is durable when it completes (like O_DSYNC for one write). */
+export const RWF_DSYNC = 2
+
+/** fallocate(2) mode bit: do not change the file size. */
+export const FALLOC_FL_KEEP_SIZE = 0x01
+/** fallocate(2) mode bit: deallocate the range (needs KEEP_SIZE); it reads back as zeroes. */
+export const FALLOC_FL_PUNCH_HOLE = 0x02
+/** fallocate(2) mode: make the range read as zeroes, keeping it allocated. */
+export const FALLOC_FL_ZERO_RANGE = 0x10
+
+/**
+ * Take an OFD lock (fcntl F_OFD_SETLK) over the whole file: a write lock when `exclusive`, else a
+ * read lock. Any number of read locks coexist; a write lock excludes every other lock, from any
+ * process and from other open file descriptions of this one. The lock lasts until the fd (and
+ * its duplicates) is closed.
+ * @returns false when a conflicting lock is held.
+ */
+export function ofdLock(fd: number, exclusive: boolean): boolean {
+  return addon.ofdLock(fd, exclusive)
+}
+
+/** Geometry of a block device. */
+export interface BlockDeviceInfo {
+  /** Bytes (BLKGETSIZE64). */
+  size: number
+  /** Logical sector size in bytes (BLKSSZGET). */
+  logicalBlockSize: number
+  /** Physical sector size in bytes (BLKPBSZGET). */
+  physicalBlockSize: number
+}
+
+/** Size and sector sizes of the block device open on `fd`; ENOTTY when it is not one. */
+export function blockDeviceInfo(fd: number): BlockDeviceInfo {
+  return addon.blockDeviceInfo(fd)
+}
+
+/** Direct-I/O alignment of a file, in bytes. */
+export interface DirectIoAlignment {
+  /** Alignment of each buffer's address (stx_dio_mem_align). */
+  memory: number
+  /** Alignment of file offsets and transfer lengths (stx_dio_offset_align). */
+  offset: number
+}
+
+/**
+ * statx STATX_DIOALIGN (Linux 6.1) of `fd`; null when the kernel or filesystem does not report
+ * it or the file does not support O_DIRECT.
+ */
+export function directIoAlignment(fd: number): DirectIoAlignment | null {
+  return addon.directIoAlignment(fd)
+}
+
+/** Completion of {@link fallocateAsync} / {@link blkDiscardAsync}: `res` is 0 or a negative errno. */
+export type RangeCallback<C> = (context: C, res: number) => void
+
+/**
+ * fallocate(fd, mode, offset, length) on the libuv thread pool; then `callback(context, res)`
+ * on this thread. One small native allocation per call.
+ */
+export function fallocateAsync<C>(fd: number, mode: number, offset: number, length: number, context: C,
+  callback: RangeCallback<C>): void {
+  addon.fallocateAsync(fd, mode, offset, length, context, callback)
+}
+
+/**
+ * ioctl(fd, BLKDISCARD, [offset, length]) on the libuv thread pool; then
+ * `callback(context, res)` on this thread. `fd` must be a block device open for writing.
+ */
+export function blkDiscardAsync<C>(fd: number, offset: number, length: number, context: C,
+  callback: RangeCallback<C>): void {
+  addon.blkDiscardAsync(fd, offset, length, context, callback)
+}

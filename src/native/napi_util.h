@@ -80,5 +80,7 @@ bool register_messages(napi_env env, napi_value exports);
 bool register_memory(napi_env env, napi_value exports);
 bool register_eventfd(napi_env env, napi_value exports);
 bool register_poller(napi_env env, napi_value exports);
+bool register_uring(napi_env env, napi_value exports);
+bool register_fileops(napi_env env, napi_value exports);
 
 #endif

@@ -44,7 +44,7 @@ describe('option errors', () => {
 it('--print-capabilities prints the block backend JSON', () => {
   const r = run(['--print-capabilities'])
   expect(r.status).toBe(0)
-  expect(JSON.parse(r.stdout)).toEqual({ type: 'block', features: ['read-only'] })
+  expect(JSON.parse(r.stdout)).toEqual({ type: 'block', features: ['read-only', 'blk-file'] })
 })
 
 describe('socket file', () => {
