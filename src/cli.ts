@@ -10,7 +10,8 @@ import os from 'node:os'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger, LOG_LEVELS, type LogLevel } from './daemon/log.js'
-import { IO_ENGINES, qemuArguments, startDaemon, type FileDiskSpec, type MemoryDiskSpec, type ServeOptions } from './daemon/serve.js'
+import { benchCommand } from './bench/command.js'
+import { IO_ENGINES, qemuArguments, startDaemon, type FileDiskSpec, type MemoryDiskSpec, type NullDiskSpec, type ServeOptions } from './daemon/serve.js'
 import { parseSize } from './daemon/size.js'
 
 const PROGRAM = 'vhost-user-blk'
@@ -39,6 +40,7 @@ interface ServeArgs {
   socketPath?: string
   fd?: number
   memory?: string
+  null?: string
   file?: string
   size?: string
   ioEngine?: string
@@ -97,7 +99,11 @@ function blockMultiple(name: string, text: string, logicalBlockSize: number): nu
 }
 
 /** The disk to serve: `--memory` (the default) or `--file` with its options. */
-function diskSpec(a: ServeArgs, logicalBlockSize: number): MemoryDiskSpec | FileDiskSpec {
+function diskSpec(a: ServeArgs, logicalBlockSize: number): MemoryDiskSpec | NullDiskSpec | FileDiskSpec {
+  if (a.null !== undefined) {
+    if (a.memory !== undefined || a.file !== undefined) throw new UsageError('--null, --memory and --file are mutually exclusive')
+    return { kind: 'null', bytes: blockMultiple('null', a.null, logicalBlockSize) }
+  }
   if (a.file === undefined) {
     for (const [name, given] of [['size', a.size !== undefined], ['io-engine', a.ioEngine !== undefined], ['direct', a.direct]] as const) {
       if (given) throw new UsageError(`--${name} needs --file`)
@@ -184,6 +190,7 @@ export function parser(argv: string[]) {
           .option('fd', { type: 'number', describe: 'serve on an inherited listening socket (as libvirt passes one)' })
           .option('print-capabilities', { type: 'boolean', default: false, describe: 'print the backend capabilities as JSON and exit' })
           .option('memory', { type: 'string', describe: `serve a sparse memory disk of this size (512, 4K, 1M, 1G, 1T; default ${DEFAULT_MEMORY})` })
+          .option('null', { type: 'string', describe: 'serve a null disk of this size: requests complete at once, nothing is stored (like qemu null-co); for benchmarks' })
           .option('file', { alias: 'blk-file', type: 'string', describe: 'serve a raw image file or block device' })
           .option('size', { type: 'string', describe: 'with --file: create a missing image, or grow a shorter one, to this size (sparse)' })
           .option('io-engine', { type: 'string', describe: `with --file: ${IO_ENGINES.join('|')} (default io_uring, else threads)` })
@@ -199,6 +206,7 @@ export function parser(argv: string[]) {
           .option('log-level', { type: 'string', default: 'info', describe: LOG_LEVELS.join('|') }),
       (args) => serve(args as unknown as ServeArgs),
     )
+    .command(benchCommand)
     .strict()
     .help()
     .version()

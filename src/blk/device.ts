@@ -123,7 +123,10 @@ export class BlkDevice implements VhostUserDevice {
   }
 
   setFeatures(features: bigint): void {
-    if (!hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE)) this.wce = this.initialWce
+    // virtio 1.2 §5.2.5.1: without FLUSH the driver cannot ask for durability, so the device must
+    // write through; without CONFIG_WCE the mode stays what the server was started with.
+    if (!hasFeature(features, VIRTIO_BLK_F_FLUSH)) this.wce = 0
+    else if (!hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE)) this.wce = this.initialWce
   }
 
   startQueue(index: number, vq: SplitQueue, mem: GuestMemory, notify: Notify): DeviceQueue {

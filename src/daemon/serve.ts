@@ -10,6 +10,7 @@ import { BlkDevice } from '../blk/device.js'
 import { FileDisk } from '../disks/file.js'
 import { IO_ENGINES, type IoEngineName } from '../disks/io-engine.js'
 import { MemoryDisk } from '../disks/memory.js'
+import { NullDisk } from '../disks/null.js'
 import { GenDiskBuilder, TagSet, type GenDisk, type Operations } from '../mq/index.js'
 import { VhostUserServer } from '../vhost/server.js'
 import { formatSize } from './size.js'
@@ -31,6 +32,12 @@ export interface MemoryDiskSpec {
   bytes: number
 }
 
+/** A null disk (`--null`): every request completes at once, nothing is stored (like qemu's null-co). */
+export interface NullDiskSpec {
+  kind: 'null'
+  bytes: number
+}
+
 /** A raw image file or block device (`--file`). */
 export interface FileDiskSpec {
   kind: 'file'
@@ -47,7 +54,7 @@ export interface FileDiskSpec {
 export interface ServeOptions {
   socketPath?: string
   fd?: number
-  disk: MemoryDiskSpec | FileDiskSpec
+  disk: MemoryDiskSpec | NullDiskSpec | FileDiskSpec
   /** Initial write-cache mode (`--cache`): true = writeback. The guest may switch it (CONFIG_WCE). */
   writeback: boolean
   readOnly: boolean
@@ -71,7 +78,7 @@ export interface Daemon {
 /** The driver for the disk the options describe, with what the GenDisk needs from it. */
 interface OpenedDisk {
   driver: Operations
-  /** The file disk, to wire its write cache and close it; null for memory. */
+  /** The file disk, to wire its write cache and close it; null for memory and null disks. */
   file: FileDisk | null
   capacityBytes: number
   physicalBlockSize: number
@@ -81,13 +88,13 @@ interface OpenedDisk {
 
 function openDisk(opts: ServeOptions, log: Logger): OpenedDisk {
   const spec = opts.disk
-  if (spec.kind === 'memory') {
+  if (spec.kind !== 'file') {
     return {
-      driver: new MemoryDisk(),
+      driver: spec.kind === 'memory' ? new MemoryDisk() : new NullDisk(),
       file: null,
       capacityBytes: spec.bytes,
       physicalBlockSize: opts.logicalBlockSize,
-      describe: { disk: 'memory', size: formatSize(spec.bytes) },
+      describe: { disk: spec.kind, size: formatSize(spec.bytes) },
     }
   }
   const file = FileDisk.open({

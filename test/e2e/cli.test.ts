@@ -33,6 +33,7 @@ describe('option errors', () => {
     [['--log-level', 'loud'], /--log-level must be one of/],
     [['--no-such-option'], /Unknown argument/],
     [['--fd', '3', '--socket-path', '/tmp/x'], /mutually exclusive/],
+    [['--null', '1G', '--memory', '1G'], /--null, --memory and --file are mutually exclusive/],
   ])('%j exits 2 with one clear line', (args, message) => {
     const r = run(args)
     expect(r.status).toBe(2)
