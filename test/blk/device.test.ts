@@ -270,6 +270,14 @@ describe('config space', () => {
     expect(rig.device.getConfig(200, 100)).toBeNull()
   })
 
+  it('writes through when the guest did not negotiate FLUSH', () => {
+    const rig = memRig()
+    rig.device.setFeatures(rig.device.features & ~(1n << 9n))
+    expect(rig.device.getConfig(32, 1)![0]).toBe(0)
+    rig.device.reset()
+    expect(rig.device.getConfig(32, 1)![0]).toBe(1)
+  })
+
   it('only the wce byte is writable, by the frontend', () => {
     const rig = memRig()
     expect(rig.device.setConfig(32, Uint8Array.of(0), 0)).toBe(true)
