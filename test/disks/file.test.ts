@@ -17,6 +17,7 @@ import { FileDisk, type FileDiskOptions } from '../../src/disks/file.js'
 import type { IoEngineName } from '../../src/disks/io-engine.js'
 import { BlkRig, outHeader, rangeSegments, type Completed, type Piece } from '../helpers/blk.js'
 import { pattern } from '../helpers/frontend.js'
+import { expectSame, readFileAt } from '../helpers/bytes.js'
 
 const MiB = 1 << 20
 const silent = pino({ level: 'silent' })
@@ -75,26 +76,6 @@ function rig(disk: FileDisk, capacityBytes: number, queueDepth?: number): BlkRig
   return r
 }
 
-/** Byte equality without vitest's element-wise diff (megabytes of it take seconds). */
-function expectSame(actual: Uint8Array, expected: Uint8Array): void {
-  const a = Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength)
-  const b = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)
-  if (a.equals(b)) return
-  let i = 0
-  while (i < a.length && a[i] === b[i]) i++
-  expect.fail(`bytes differ at offset ${i} (lengths ${a.length}, ${b.length})`)
-}
-
-function fileBytes(file: string, offset: number, len: number): Buffer {
-  const fd = fs.openSync(file, 'r')
-  try {
-    const b = Buffer.alloc(len)
-    fs.readSync(fd, b, 0, len, offset)
-    return b
-  } finally {
-    fs.closeSync(fd)
-  }
-}
 
 describe.each<IoEngineName>(['io_uring', 'threads'])('file disk on %s', (engine) => {
   it('writes and reads scattered segments at the right offsets, and flushes', async () => {
@@ -107,7 +88,7 @@ describe.each<IoEngineName>(['io_uring', 'threads'])('file disk on %s', (engine)
     const b = pattern(2560, 2)
     const w = await run(r, [{ out: outHeader(VIRTIO_BLK_T_OUT, 100) }, { out: a }, { out: b }, { inLen: 1 }])
     expect(w.status).toBe(VIRTIO_BLK_S_OK)
-    expectSame(fileBytes(file, 100 * 512, 4096), Buffer.concat([a, b]))
+    expectSame(readFileAt(file, 100 * 512, 4096), Buffer.concat([a, b]))
     const rd = await run(r, [{ out: outHeader(VIRTIO_BLK_T_IN, 100) }, { inLen: 512 }, { inLen: 3584 }, { inLen: 1 }])
     expect(rd.status).toBe(VIRTIO_BLK_S_OK)
     expect(rd.usedLen).toBe(4097)
@@ -164,7 +145,7 @@ describe.each<IoEngineName>(['io_uring', 'threads'])('file disk on %s', (engine)
     expect(z.status).toBe(VIRTIO_BLK_S_OK)
     const expected = Buffer.from(pattern(8192, 5))
     expected.fill(0, 0, 4096)
-    expectSame(fileBytes(file, 64 * 512, 8192), expected)
+    expectSame(readFileAt(file, 64 * 512, 8192), expected)
   })
 
   it('a read that meets end-of-file (the file shrank) continues the short read and reads zeroes past the end', async () => {
@@ -212,7 +193,7 @@ describe('opening an image', () => {
     fs.writeFileSync(file, 'keep me')
     const d = openDisk({ path: file, sizeBytes: MiB })
     expect(d.image.capacityBytes).toBe(MiB)
-    expect(fileBytes(file, 0, 7).toString()).toBe('keep me')
+    expect(readFileAt(file, 0, 7).toString()).toBe('keep me')
     d.close()
     expect(openDisk({ path: file, sizeBytes: 4096 }).image.capacityBytes).toBe(MiB)
   })

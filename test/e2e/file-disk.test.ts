@@ -22,6 +22,7 @@ import { hasFeature } from '../../src/vhost/messages.js'
 import { outHeader } from '../helpers/blk.js'
 import { pattern, withClient } from '../helpers/frontend.js'
 import { CLI, problems, startServer, waitFor, type ServerProcess } from '../helpers/server.js'
+import { expectSame, readFileAt } from '../helpers/bytes.js'
 
 const MiB = 1 << 20
 const IMAGE_SIZE = 64 * MiB
@@ -30,26 +31,6 @@ function run(args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000 })
 }
 
-/** Byte equality without vitest's element-wise diff (megabytes of it take seconds). */
-function expectSame(actual: Uint8Array, expected: Uint8Array): void {
-  const a = Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength)
-  const b = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)
-  if (a.equals(b)) return
-  let i = 0
-  while (i < a.length && a[i] === b[i]) i++
-  expect.fail(`bytes differ at offset ${i} (lengths ${a.length}, ${b.length})`)
-}
-
-function readFileAt(file: string, offset: number, len: number): Buffer {
-  const fd = fs.openSync(file, 'r')
-  try {
-    const b = Buffer.alloc(len)
-    fs.readSync(fd, b, 0, len, offset)
-    return b
-  } finally {
-    fs.closeSync(fd)
-  }
-}
 
 /** Runs a root-only probe; null when it worked, else why not. */
 function probe(what: string, cmd: string): string | null {
