@@ -12,6 +12,7 @@ import { hideBin } from 'yargs/helpers'
 import { createLogger, LOG_LEVELS, type LogLevel } from './daemon/log.js'
 import { benchCommand } from './bench/command.js'
 import { IO_ENGINES, qemuArguments, startDaemon, type FileDiskSpec, type MemoryDiskSpec, type NullDiskSpec, type ServeOptions } from './daemon/serve.js'
+import { MAX_IO_THREADS } from './daemon/io-threads.js'
 import { parseSize } from './daemon/size.js'
 
 const PROGRAM = 'vhost-user-blk'
@@ -51,6 +52,7 @@ interface ServeArgs {
   queueSize: number
   hwQueues?: number
   queueDepth: number
+  ioThreads: number
   logicalBlockSize: number
   serial: string
   logLevel: string
@@ -78,6 +80,7 @@ function serveOptions(a: ServeArgs): ServeOptions {
     numQueues,
     queueSize: a.queueSize,
     hwQueues: intInRange('hw-queues', a.hwQueues ?? numQueues, 1, 256),
+    ioThreads: intInRange('io-threads', a.ioThreads, 0, MAX_IO_THREADS),
     queueDepth: intInRange('queue-depth', a.queueDepth, 1, 65535),
     logicalBlockSize,
     serial: a.serial,
@@ -201,6 +204,7 @@ export function parser(argv: string[]) {
           .option('queue-size', { type: 'number', default: 256, describe: 'ring size for the printed QEMU arguments' })
           .option('hw-queues', { type: 'number', describe: 'hardware queues (default: one per virtqueue; more virtqueues share them modulo)' })
           .option('queue-depth', { type: 'number', default: 256, describe: 'tags (requests in flight) per hardware queue' })
+          .option('io-threads', { type: 'number', default: 0, describe: `serve the hardware queues on N I/O threads, queue h on thread h mod N (0..${MAX_IO_THREADS}; 0: on the main thread)` })
           .option('logical-block-size', { type: 'number', default: 512, describe: '512 or 4096' })
           .option('serial', { type: 'string', default: 'vhost-user-blk', describe: 'disk serial (GET_ID), up to 20 characters' })
           .option('log-level', { type: 'string', default: 'info', describe: LOG_LEVELS.join('|') }),

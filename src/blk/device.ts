@@ -1,17 +1,18 @@
 /**
  * The virtio-blk device: which features it offers, its config space (derived from the GenDisk),
- * the write-cache mode the guest chooses, and one BlkQueue per running virtqueue, mapped onto
- * the TagSet's hardware queues.
+ * the write-cache mode the guest chooses, and one queue per running virtqueue, mapped onto the
+ * TagSet's hardware queues: a BlkQueue on this thread, or, with I/O threads, a RemoteQueue whose
+ * hardware queue an I/O thread serves. Config space and the write-cache mode stay here either way.
  *
  * Owns the device model. Does not own sockets or memory (src/vhost) or storage (src/disks).
  */
 import type { Logger } from 'pino'
-import { type GenDisk, type HwQueue, type Request, type TagSet } from '../mq/index.js'
-import type { GuestMemory, SplitQueue } from '../virtqueue/index.js'
-import type { DeviceQueue, Notify, VhostUserDevice } from '../vhost/device.js'
+import type { GenDisk, TagSet } from '../mq/index.js'
+import type { DeviceQueue, RingStart, VhostUserDevice } from '../vhost/device.js'
 import { ProtocolFeature, featureBit, hasFeature } from '../vhost/messages.js'
-import { BlkQueue } from './queue.js'
-import { blkState } from './request-state.js'
+import { QueueSet } from './queue.js'
+import type { IoThreads } from './remote-queue.js'
+import { WriteCacheMode } from './write-cache.js'
 import {
   BLK_CONFIG_OFFSETS, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_DISCARD,
   VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX,
@@ -33,6 +34,10 @@ export interface BlkDeviceOptions {
   /** Initial cache mode: true = writeback (wce 1). The guest may change it with CONFIG_WCE. */
   writeback: boolean
   log: Logger
+  /** Where the mode is kept: pass the cell I/O threads read (default: a cell of its own). */
+  writeCache?: WriteCacheMode
+  /** Serve the hardware queues on these I/O threads (default: on this thread). */
+  ioThreads?: IoThreads | null
 }
 
 /** Offered feature word for a disk. */
@@ -59,25 +64,31 @@ export class BlkDevice implements VhostUserDevice {
   readonly features: bigint
   readonly protocolFeatures = featureBit(ProtocolFeature.CONFIG)
   readonly numQueues: number
-  /** Current write-cache mode (1 writeback, 0 writethrough): the driver reads it per flush policy. */
-  wce: number
+  /** The write-cache mode's cell (drivers, here or on I/O threads, read it per write). */
+  readonly writeCache: WriteCacheMode
   private readonly initialWce: number
   private readonly disk: GenDisk
   private readonly log: Logger
-  /** Running queues per hardware queue, to restart them when a tag frees. */
-  private readonly queuesOnHwq: BlkQueue[][]
+  /** The queues served on this thread; null when I/O threads serve them all. */
+  private readonly queues: QueueSet | null
+  private readonly ioThreads: IoThreads | null
 
   constructor(opts: BlkDeviceOptions) {
     this.disk = opts.disk
     this.log = opts.log
     this.numQueues = opts.numQueues
     this.features = offeredFeatures(opts.disk)
-    this.wce = this.initialWce = opts.writeback ? 1 : 0
-    this.queuesOnHwq = opts.tagSet.hwQueues.map(() => [])
-    for (const hwq of opts.tagSet.hwQueues) {
-      hwq.onEnd = endRequest
-      hwq.onRestart = () => this.restart(hwq)
-    }
+    this.initialWce = opts.writeback ? 1 : 0
+    this.writeCache = opts.writeCache ?? new WriteCacheMode()
+    this.writeCache.wce = this.initialWce
+    this.ioThreads = opts.ioThreads ?? null
+    this.queues = this.ioThreads !== null ? null : new QueueSet(opts.tagSet, opts.disk, (vring, reason) =>
+      this.log.error({ vring, reason }, 'guest corrupted its ring: queue stopped'))
+  }
+
+  /** Current write-cache mode (1 writeback, 0 writethrough): the driver reads it per flush policy. */
+  get wce(): number {
+    return this.writeCache.wce
   }
 
   /** The config space image (virtio 1.2 §5.2.4), zero-padded to MAX_CONFIG_SIZE. */
@@ -96,7 +107,7 @@ export class BlkDevice implements VhostUserDevice {
         alignmentOffset: 0,
         minIoSize: 1,
         optIoSize: 0,
-        wce: this.wce,
+        wce: this.writeCache.wce,
         numQueues: this.numQueues,
         maxDiscardSectors: d.discard?.maxSectors ?? 0,
         maxDiscardSeg: d.discard?.maxSegments ?? 0,
@@ -117,40 +128,25 @@ export class BlkDevice implements VhostUserDevice {
   /** Only the `wce` byte is writable, and only by the frontend on the guest's behalf (as in qsd). */
   setConfig(offset: number, data: Uint8Array, flags: number): boolean {
     if (flags !== VHOST_SET_CONFIG_TYPE_FRONTEND || offset !== BLK_CONFIG_OFFSETS.wce || data.length !== 1 || data[0] > 1) return false
-    this.wce = data[0]
-    this.log.info({ writeback: this.wce === 1 }, 'guest changed the write cache mode')
+    this.writeCache.wce = data[0]
+    this.log.info({ writeback: data[0] === 1 }, 'guest changed the write cache mode')
     return true
   }
 
   setFeatures(features: bigint): void {
     // virtio 1.2 §5.2.5.1: without FLUSH the driver cannot ask for durability, so the device must
     // write through; without CONFIG_WCE the mode stays what the server was started with.
-    if (!hasFeature(features, VIRTIO_BLK_F_FLUSH)) this.wce = 0
-    else if (!hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE)) this.wce = this.initialWce
+    if (!hasFeature(features, VIRTIO_BLK_F_FLUSH)) this.writeCache.wce = 0
+    else if (!hasFeature(features, VIRTIO_BLK_F_CONFIG_WCE)) this.writeCache.wce = this.initialWce
   }
 
-  startQueue(index: number, vq: SplitQueue, mem: GuestMemory, notify: Notify): DeviceQueue {
-    const hwq = this.disk.tagSet.mapQueue(index)
-    return new BlkQueue(index, vq, mem, hwq, this.disk, notify, this.queuesOnHwq[hwq.index], (i, reason) =>
-      this.log.error({ vring: i, reason }, 'guest corrupted its ring: queue stopped'),
-    )
+  startQueue(ring: RingStart): DeviceQueue {
+    const hwq = this.disk.tagSet.mapQueue(ring.index)
+    if (this.queues === null) return (this.ioThreads as IoThreads).startQueue(ring, hwq.index)
+    return this.queues.start(ring.index, ring.vq, ring.mem, hwq, ring.notify)
   }
 
   reset(): void {
-    this.wce = this.initialWce
+    this.writeCache.wce = this.initialWce
   }
-
-  /** A tag freed on a hardware queue that had run dry: resume the queues that were waiting. */
-  private restart(hwq: HwQueue): void {
-    for (const queue of this.queuesOnHwq[hwq.index]) {
-      if (!queue.waitingForTag) continue
-      queue.waitingForTag = false
-      queue.kick()
-    }
-  }
-}
-
-/** Shared completion hook (no closure per request): route to the queue that popped the chain. */
-function endRequest(rq: Request): void {
-  blkState(rq).queue?.onEnd(rq)
 }

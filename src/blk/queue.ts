@@ -1,12 +1,13 @@
 /**
  * Glues one virtqueue to one mq hardware queue: drains the avail ring into Requests while tags
  * are free, hands them to the driver, and completes them onto the used ring with one used-index
- * publish and at most one guest notification per batch.
+ * publish and at most one guest notification per batch. `QueueSet` runs the queues of one TagSet
+ * on one thread (the main thread, or an I/O thread).
  *
  * Owns the per-queue hot loop and completion batching. Does not parse requests (parse.ts) or
- * know which disk serves them (the driver behind the HwQueue).
+ * know which disk serves them (the driver behind the HwQueue), nor which thread it runs on.
  */
-import { BlkStatus, type GenDisk, type HwQueue, type Request } from '../mq/index.js'
+import { BlkStatus, type GenDisk, type HwQueue, type Request, type TagSet } from '../mq/index.js'
 import type { GuestMemory, SplitQueue } from '../virtqueue/index.js'
 import type { DeviceQueue, Notify } from '../vhost/device.js'
 import { DISPATCH, ParseScratch, parseRequest } from './parse.js'
@@ -151,4 +152,45 @@ export class BlkQueue implements DeviceQueue {
       done()
     }
   }
+}
+
+/**
+ * The BlkQueues running over one TagSet on this thread. Wires each hardware queue's owner hooks
+ * once: an ended request goes back to the queue that popped its chain, and a tag freed on a
+ * hardware queue that had run dry resumes the queues waiting for one.
+ */
+export class QueueSet {
+  /** Running queues per hardware queue, to restart them when a tag frees. */
+  private readonly queuesOnHwq: BlkQueue[][]
+
+  constructor(
+    tagSet: TagSet,
+    private readonly disk: GenDisk,
+    private readonly onBroken: BrokenRingHandler,
+  ) {
+    this.queuesOnHwq = tagSet.hwQueues.map(() => [])
+    for (const hwq of tagSet.hwQueues) {
+      hwq.onEnd = endRequest
+      hwq.onRestart = () => this.restart(hwq)
+    }
+  }
+
+  /** Serves virtqueue `index` over `vq` on `hwq` (one of this TagSet's) until the queue's stop(). */
+  start(index: number, vq: SplitQueue, mem: GuestMemory, hwq: HwQueue, notify: Notify): BlkQueue {
+    return new BlkQueue(index, vq, mem, hwq, this.disk, notify, this.queuesOnHwq[hwq.index], this.onBroken)
+  }
+
+  /** A tag freed on a hardware queue that had run dry: resume the queues that were waiting. */
+  private restart(hwq: HwQueue): void {
+    for (const queue of this.queuesOnHwq[hwq.index]) {
+      if (!queue.waitingForTag) continue
+      queue.waitingForTag = false
+      queue.kick()
+    }
+  }
+}
+
+/** Shared completion hook (no closure per request): route to the queue that popped the chain. */
+function endRequest(rq: Request): void {
+  blkState(rq).queue?.onEnd(rq)
 }

@@ -7,12 +7,14 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { chainCapacityFor, initBlkRequest } from '../blk/request-state.js'
 import { BlkDevice } from '../blk/device.js'
+import { WriteCacheMode } from '../blk/write-cache.js'
 import { FileDisk } from '../disks/file.js'
 import { IO_ENGINES, type IoEngineName } from '../disks/io-engine.js'
 import { MemoryDisk } from '../disks/memory.js'
 import { NullDisk } from '../disks/null.js'
 import { GenDiskBuilder, TagSet, type GenDisk, type Operations } from '../mq/index.js'
 import { VhostUserServer } from '../vhost/server.js'
+import { startIoThreads } from './io-threads.js'
 import { formatSize } from './size.js'
 
 export { IO_ENGINES }
@@ -62,6 +64,8 @@ export interface ServeOptions {
   queueSize: number
   hwQueues: number
   queueDepth: number
+  /** `--io-threads`: serve the hardware queues on this many threads (0: on the main thread). */
+  ioThreads: number
   logicalBlockSize: number
   serial: string
   socketMode?: number
@@ -78,8 +82,10 @@ export interface Daemon {
 /** The driver for the disk the options describe, with what the GenDisk needs from it. */
 interface OpenedDisk {
   driver: Operations
-  /** The file disk, to wire its write cache and close it; null for memory and null disks. */
+  /** The file disk, to wire its write cache; null for memory and null disks. */
   file: FileDisk | null
+  /** Releases what opening took (the image, the memory disk's memfd); nothing may be in flight. */
+  close(): void
   capacityBytes: number
   physicalBlockSize: number
   /** Fields for the 'serving' log line. */
@@ -89,9 +95,13 @@ interface OpenedDisk {
 function openDisk(opts: ServeOptions, log: Logger): OpenedDisk {
   const spec = opts.disk
   if (spec.kind !== 'file') {
+    const driver = spec.kind === 'memory' ? MemoryDisk.create(spec.bytes) : new NullDisk()
     return {
-      driver: spec.kind === 'memory' ? new MemoryDisk() : new NullDisk(),
+      driver,
       file: null,
+      close: () => {
+        if (driver instanceof MemoryDisk) driver.close()
+      },
       capacityBytes: spec.bytes,
       physicalBlockSize: opts.logicalBlockSize,
       describe: { disk: spec.kind, size: formatSize(spec.bytes) },
@@ -114,6 +124,7 @@ function openDisk(opts: ServeOptions, log: Logger): OpenedDisk {
   return {
     driver: file,
     file,
+    close: () => file.close(),
     capacityBytes: image.capacityBytes,
     physicalBlockSize: image.physicalBlockSize,
     describe: {
@@ -132,7 +143,7 @@ export function startDaemon(opts: ServeOptions, log: Logger): Daemon {
   try {
     return serveDisk(opts, log, opened)
   } catch (err) {
-    opened.file?.close()
+    opened.close()
     throw err
   }
 }
@@ -162,16 +173,18 @@ function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon 
     .discard({ maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_RANGES, granularitySectors: sectorsPerBlock })
     .writeZeroes({ maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_RANGES, mayUnmap: true })
     .build(tagSet)
-  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: opts.writeback, log })
+  const writeCache = new WriteCacheMode()
+  const ioThreads = opts.ioThreads > 0 ? startIoThreads({ count: opts.ioThreads, tagSet, disk, driver, writeCache, log }) : null
+  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: opts.writeback, log, writeCache, ioThreads })
   // The driver follows the guest's write-cache bit: BlkDevice owns `wce`, the file disk reads it per write.
   file?.attachWriteCache(device)
-  const server = VhostUserServer.listen({
-    socketPath: opts.socketPath,
-    listenFd: opts.fd,
-    socketMode: opts.socketMode,
-    device,
-    log,
-  })
+  let server: VhostUserServer
+  try {
+    server = VhostUserServer.listen({ socketPath: opts.socketPath, listenFd: opts.fd, socketMode: opts.socketMode, device, log })
+  } catch (err) {
+    void ioThreads?.close()
+    throw err
+  }
   log.info(
     {
       ...describe,
@@ -180,6 +193,7 @@ function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon 
       numQueues: opts.numQueues,
       hwQueues: opts.hwQueues,
       queueDepth: opts.queueDepth,
+      ioThreads: ioThreads?.count ?? 0,
       logicalBlockSize: opts.logicalBlockSize,
     },
     'serving',
@@ -189,8 +203,9 @@ function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon 
     device,
     async close() {
       await server.close()
+      await ioThreads?.close()
       tagSet.destroy()
-      file?.close()
+      opened.close()
     },
   }
 }

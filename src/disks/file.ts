@@ -90,6 +90,9 @@ export interface FileDiskOptions {
   log: DiskLogger
 }
 
+/** What serving an open image needs of {@link FileDiskOptions}. */
+export type EngineChoice = Pick<FileDiskOptions, 'engine' | 'maxInFlight' | 'writeback' | 'log'>
+
 /** Per-request driver state (the request's `pdu`), made once per tag. */
 class FileIo implements IoContext {
   /** Stable index: the io_uring user data. */
@@ -209,14 +212,23 @@ export class FileDisk implements Operations {
   static open(opts: FileDiskOptions): FileDisk {
     const image = openImage(opts)
     try {
-      return new FileDisk(image, opts)
+      return new FileDisk(image, opts, true)
     } catch (err) {
       fs.closeSync(image.fd)
       throw err
     }
   }
 
-  private constructor(image: Image, opts: FileDiskOptions) {
+  /**
+   * Another instance over an image a FileDisk opened (for an I/O thread: fd numbers are
+   * process-wide): the same fd and lock, an engine of its own. close() leaves the image open; the
+   * opener must outlive this instance.
+   */
+  static share(image: Image, opts: EngineChoice): FileDisk {
+    return new FileDisk(image, opts, false)
+  }
+
+  private constructor(image: Image, opts: EngineChoice, private readonly ownsImage: boolean) {
     this.image = image
     this.fd = image.fd
     this.direct = image.directAlignment !== null
@@ -303,7 +315,7 @@ export class FileDisk implements Operations {
     this.engine.submit()
   }
 
-  /** Stops the engine and closes the image (dropping its lock). Call with nothing in flight. */
+  /** Stops the engine and closes the image it opened (dropping its lock). Call with nothing in flight. */
   close(): void {
     if (this.closed) return
     this.closed = true
@@ -311,7 +323,7 @@ export class FileDisk implements Operations {
     this.engine.close()
     this.errors.close()
     if (this.zeroes !== null) native.unmap(this.zeroes.buffer as ArrayBuffer)
-    fs.closeSync(this.fd)
+    if (this.ownsImage) fs.closeSync(this.fd)
   }
 
   /**

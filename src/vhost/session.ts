@@ -57,6 +57,11 @@ export class Session {
   private mem: GuestMemory | null = null
   private backendReqFd = -1
   private status = 0
+  /** A device that can no longer serve a ring: the connection closes with the reason logged. */
+  private readonly failRing = (reason: Error): void => {
+    this.log.error({ err: reason }, 'closing connection: the device failed a queue')
+    this.conn.close(reason)
+  }
 
   /**
    * Takes ownership of the connected socket `fd`. `onEnd` runs once the connection is gone and
@@ -70,7 +75,7 @@ export class Session {
   ) {
     this.offeredFeatures = device.features | featureBit(VHOST_USER_F_PROTOCOL_FEATURES)
     this.offeredProtocolFeatures = ENGINE_PROTOCOL_FEATURES | device.protocolFeatures
-    this.vrings = Array.from({ length: device.numQueues }, (_, i) => new Vring(i))
+    this.vrings = Array.from({ length: device.numQueues }, (_, i) => this.newVring(i))
     this.conn = new Connection(fd, {
       onMessage: (msg) => this.onMessage(msg),
       onClose: (reason) => this.onClose(reason),
@@ -80,6 +85,10 @@ export class Session {
   /** Closes the connection (server shutdown); teardown follows as for a disconnect. */
   close(): void {
     this.conn.close(null)
+  }
+
+  private newVring(index: number): Vring {
+    return new Vring(index, this.device, this.failRing)
   }
 
   private onMessage(msg: IncomingMessage): void | Promise<void> {
@@ -239,8 +248,7 @@ export class Session {
         return this.setKick(msg)
       case FrontendReq.SET_VRING_CALL: {
         const { index, noFd } = decodeVringFd(payload)
-        this.vring(index).setCallFd(noFd ? -1 : this.takeFd(msg))
-        return
+        return this.vring(index).setCallFd(noFd ? -1 : this.takeFd(msg))
       }
       case FrontendReq.SET_VRING_ERR: {
         const { index, noFd } = decodeVringFd(payload)
@@ -251,8 +259,13 @@ export class Session {
         const { index, num } = decodeVringState(payload)
         const vring = this.vring(index)
         if (num > 1) throw new VhostUserError('EVHOST_BAD_PAYLOAD', `vring ${index}: enable flag ${num} is neither 0 nor 1`)
-        vring.setEnabled(num === 1, this.mem, this.device)
-        if (vring.running) this.log.info({ vring: index, size: vring.num }, 'queue started')
+        const wasRunning = vring.running
+        const logStart = (): void => {
+          if (!wasRunning && vring.running) this.log.info({ vring: index, size: vring.num }, 'queue started')
+        }
+        const enabled = vring.setEnabled(num === 1)
+        if (enabled !== undefined) return enabled.then(logStart)
+        logStart()
         return
       }
       case FrontendReq.SET_BACKEND_REQ_FD:
@@ -296,19 +309,24 @@ export class Session {
     this.log.info({ features: `0x${features.toString(16)}`, protocolFeatures: `0x${this.protocolFeatures.toString(16)}` }, 'features negotiated')
   }
 
-  private setKick(msg: IncomingMessage): void {
+  private setKick(msg: IncomingMessage): Promise<void> | void {
     const { index, noFd } = decodeVringFd(msg.payload)
     const vring = this.vring(index)
     if (noFd) {
       throw new VhostUserError('EVHOST_UNSUPPORTED', `vring ${index}: polling mode (kick without an fd) is not supported`)
     }
-    vring.setKickFd(this.takeFd(msg))
-    if (vring.started) return
+    const replaced = vring.setKickFd(this.takeFd(msg))
+    if (vring.started) return replaced
     if (!vring.canStart(this.mem)) {
       throw new VhostUserError('EVHOST_BAD_STATE', `vring ${index}: kick fd sent before its size, addresses and memory table`)
     }
-    vring.start(this.mem, hasFeature(this.features, VIRTIO_RING_F_EVENT_IDX), this.device)
+    vring.start(this.mem, this.regionFds(), hasFeature(this.features, VIRTIO_RING_F_EVENT_IDX))
     if (vring.running) this.log.info({ vring: index, size: vring.num }, 'queue started')
+  }
+
+  /** The fd of each region of the current table, in `mem.regions` order. */
+  private regionFds(): number[] {
+    return this.regions.map((r) => r.fd)
   }
 
   /**
@@ -335,9 +353,10 @@ export class Session {
     this.mem = mem
     this.log.info({ regions: next.length, bytes: next.reduce((n, r) => n + r.spec.size, 0) }, 'memory table set')
     const eventIdx = hasFeature(this.features, VIRTIO_RING_F_EVENT_IDX)
+    const fds = this.regionFds()
     for (const { vring, nextUsed } of restart) {
       try {
-        vring.start(mem, eventIdx, this.device, nextUsed)
+        vring.start(mem, fds, eventIdx, nextUsed)
       } catch (err) {
         this.log.error({ vring: vring.index, reason: (err as Error).message }, 'queue not restarted after a memory table change')
       }
@@ -349,7 +368,7 @@ export class Session {
     for (const vring of this.vrings) await vring.stop()
     for (const [i, vring] of this.vrings.entries()) {
       vring.dispose()
-      this.vrings[i] = new Vring(i)
+      this.vrings[i] = this.newVring(i)
     }
     this.features = 0n
     this.status = 0

@@ -20,7 +20,7 @@ function pattern(len: number, seed: number): Uint8Array {
 }
 
 function memRig(opts: Partial<ConstructorParameters<typeof BlkRig>[0]> = {}): BlkRig {
-  return new BlkRig({ ops: new MemoryDisk(), ...opts })
+  return new BlkRig({ ops: MemoryDisk.create(opts.capacityBytes ?? 1 << 20), ...opts })
 }
 
 describe('read and write', () => {

@@ -110,7 +110,11 @@ export class BlkRig {
     const cfg = { size, descGpa, availGpa, usedGpa, eventIdx: opts.eventIdx ?? true }
     this.driver = new SplitQueueDriver(this.mem.memory, { ...cfg, indirectGpa: 32 << 20, indirectBytes: 8 << 20, indirectEntries: 512 })
     this.vq = new SplitQueue(this.mem.memory, cfg)
-    this.queue = this.device.startQueue(0, this.vq, this.mem.memory, () => this.notifications++)
+    this.queue = this.device.startQueue({
+      index: 0, vq: this.vq, mem: this.mem.memory, regionFds: [], layout: cfg, kickFd: -1, callFd: -1,
+      notify: () => this.notifications++,
+      fail: (reason) => { throw reason },
+    })
   }
 
   /** Places bytes in guest memory and returns their address. */
