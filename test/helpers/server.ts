@@ -60,11 +60,7 @@ export async function startServer(args: string[] = [], opts: { socketPath?: stri
     dir,
     proc,
     log: () => stderr,
-    logLines: () =>
-      stderr
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    logLines: () => parseLogLines(stderr),
     fdCount: () => fs.readdirSync(`/proc/${proc.pid}/fd`).length,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (exited === undefined) proc.kill(signal)
@@ -77,7 +73,20 @@ export async function startServer(args: string[] = [], opts: { socketPath?: stri
   }
 }
 
+/** The pino JSON lines of a server's stderr, parsed. */
+export function parseLogLines(text: string): Array<Record<string, unknown>> {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+}
+
+/** Log lines at warn (40) or above in a server's stderr. */
+export function logProblems(text: string): Array<Record<string, unknown>> {
+  return parseLogLines(text).filter((l) => typeof l.level === 'number' && l.level >= 40)
+}
+
 /** Log lines at warn (40) or above. */
 export function problems(server: ServerProcess): Array<Record<string, unknown>> {
-  return server.logLines().filter((l) => typeof l.level === 'number' && l.level >= 40)
+  return logProblems(server.log())
 }

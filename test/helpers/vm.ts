@@ -265,6 +265,11 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   }
 }
 
+/** The tails of a run's console and backend log, for assertion messages. */
+export function runContext(run: GuestRun): string {
+  return `console:\n${run.console.split('\n').slice(-60).join('\n')}\nserver log:\n${run.backendLog.split('\n').slice(-40).join('\n')}`
+}
+
 /** The `VUB-RESULT` pairs and the `VUB-DONE` status in a console transcript. */
 export function parseConsole(text: string): { status: number | undefined; results: Record<string, string> } {
   const results: Record<string, string> = {}

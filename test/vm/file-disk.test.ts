@@ -10,8 +10,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { CLI, startServer, type ServerProcess } from '../helpers/server.js'
-import { ensureAssets, qemuAvailable, runGuest, type GuestRun } from '../helpers/vm.js'
+import { CLI, logProblems, startServer, type ServerProcess } from '../helpers/server.js'
+import { ensureAssets, qemuAvailable, runContext, runGuest, type GuestRun } from '../helpers/vm.js'
 
 const mustRun = process.env.CI === 'true'
 const skip = !qemuAvailable() && !mustRun
@@ -36,18 +36,6 @@ function image(bytes: number): string {
   return file
 }
 
-function context(run: GuestRun): string {
-  return `console:\n${run.console.split('\n').slice(-60).join('\n')}\nserver log:\n${run.backendLog.split('\n').slice(-40).join('\n')}`
-}
-
-function logProblems(log: string): unknown[] {
-  return log
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { level: number })
-    .filter((l) => l.level >= 40)
-}
-
 /** Boots a guest on our server serving `file` (plus `args`) and checks the common ground. */
 async function guest(scenario: string, file: string, args: string[] = [], numQueues = 1): Promise<GuestRun> {
   const run = await runGuest({
@@ -56,8 +44,8 @@ async function guest(scenario: string, file: string, args: string[] = [], numQue
     numQueues,
     timeoutMs: GUEST_MS - 10_000,
   })
-  expect(run.status, context(run)).toBe(0)
-  expect(logProblems(run.backendLog), context(run)).toEqual([])
+  expect(run.status, runContext(run)).toBe(0)
+  expect(logProblems(run.backendLog), runContext(run)).toEqual([])
   return run
 }
 
@@ -119,7 +107,7 @@ describe.skipIf(skip)('guests on a file disk', () => {
         scenario: 'nospace',
         timeoutMs: GUEST_MS - 10_000,
       })
-      expect(run.status, context(run)).toBe(0)
+      expect(run.status, runContext(run)).toBe(0)
       expect(run.results.overflow_rejected).toBe('ok')
       expect(run.backendLog).toMatch(/ENOSPC/)
     } finally {
@@ -153,7 +141,7 @@ describe.skipIf(skip)('guests on a file disk', () => {
       })
       await restart
       expect(restart, 'the guest never reached phase=written').not.toBeNull()
-      expect(run.status, context(run)).toBe(0)
+      expect(run.status, runContext(run)).toBe(0)
       expect(run.results.read_after_restart).toBe('ok')
       expect(run.results.write_after_restart).toBe('ok')
       for (const s of servers) expect(logProblems(s.log())).toEqual([])

@@ -10,8 +10,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { CLI } from '../helpers/server.js'
-import { ensureAssets, qemuAvailable, runGuest, type GuestRun } from '../helpers/vm.js'
+import { CLI, logProblems, parseLogLines } from '../helpers/server.js'
+import { ensureAssets, qemuAvailable, runContext, runGuest, type GuestRun } from '../helpers/vm.js'
 
 const mustRun = process.env.CI === 'true'
 const skip = !qemuAvailable() && !mustRun
@@ -29,11 +29,11 @@ async function guest(scenario: string, args: string[], kernelArgs?: string): Pro
     numQueues: 4,
     kernelArgs,
   })
-  const context = `console:\n${run.console.split('\n').slice(-60).join('\n')}\nserver log:\n${run.backendLog.split('\n').slice(-40).join('\n')}`
+  const context = runContext(run)
   expect(run.status, context).toBe(0)
-  const lines = run.backendLog.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string; ioThread?: number })
-  expect(lines.filter((l) => l.level >= 40), context).toEqual([])
-  expect(lines.filter((l) => l.msg === 'I/O thread ready').map((l) => l.ioThread).sort(), context).toEqual([0, 1])
+  const lines = parseLogLines(run.backendLog)
+  expect(logProblems(run.backendLog), context).toEqual([])
+  expect(lines.filter((l) => l.msg === 'I/O thread ready').map((l) => l.ioThread as number).sort(), context).toEqual([0, 1])
   return run
 }
 

@@ -7,8 +7,8 @@
  * Skipped (with a printed reason) where QEMU is not installed, except under CI=true.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { CLI } from '../helpers/server.js'
-import { ensureAssets, qemuAvailable, runGuest, type GuestRun } from '../helpers/vm.js'
+import { CLI, logProblems } from '../helpers/server.js'
+import { ensureAssets, qemuAvailable, runContext, runGuest, type GuestRun } from '../helpers/vm.js'
 
 const mustRun = process.env.CI === 'true'
 const skip = !qemuAvailable() && !mustRun
@@ -24,14 +24,9 @@ async function guest(scenario: string, args: string[], opts: { numQueues?: numbe
     timeoutMs: GUEST_MS - 10_000,
     ...opts,
   })
-  const context = `console:\n${run.console.split('\n').slice(-60).join('\n')}\nserver log:\n${run.backendLog.split('\n').slice(-40).join('\n')}`
+  const context = runContext(run)
   expect(run.status, context).toBe(0)
-  const problems = run.backendLog
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { level: number; msg: string })
-    .filter((l) => l.level >= 40)
-  expect(problems, context).toEqual([])
+  expect(logProblems(run.backendLog), context).toEqual([])
   return run
 }
 
