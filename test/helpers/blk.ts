@@ -74,6 +74,8 @@ export class BlkRig {
   readonly queue: DeviceQueue
   readonly vq: SplitQueue
   notifications = 0
+  /** used.idx as the guest saw it at each notification. */
+  readonly usedIdxAtNotify: number[] = []
   private next = DATA_GPA
   private readonly pending = new Map<number, Array<{ gpa: number; len: number; writable: boolean }>>()
 
@@ -112,7 +114,10 @@ export class BlkRig {
     this.vq = new SplitQueue(this.mem.memory, cfg)
     this.queue = this.device.startQueue({
       index: 0, vq: this.vq, mem: this.mem.memory, regionFds: [], layout: cfg, kickFd: -1, callFd: -1,
-      notify: () => this.notifications++,
+      notify: () => {
+        this.notifications++
+        this.usedIdxAtNotify.push(this.driver.readUsedIdx())
+      },
       fail: (reason) => { throw reason },
     })
   }
