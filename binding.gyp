@@ -10,6 +10,7 @@
         "src/native/memory.c",
         "src/native/eventfd.c",
         "src/native/poller.c",
+        "src/native/iovec.c",
         "src/native/uring.c",
         "src/native/fileops.c"
       ],

@@ -196,7 +196,7 @@ export function parser(argv: string[]) {
           .option('null', { type: 'string', describe: 'serve a null disk of this size: requests complete at once, nothing is stored (like qemu null-co); for benchmarks' })
           .option('file', { alias: 'blk-file', type: 'string', describe: 'serve a raw image file or block device' })
           .option('size', { type: 'string', describe: 'with --file: create a missing image, or grow a shorter one, to this size (sparse)' })
-          .option('io-engine', { type: 'string', describe: `with --file: ${IO_ENGINES.join('|')} (default io_uring, else threads)` })
+          .option('io-engine', { type: 'string', describe: `with --file: ${IO_ENGINES.join('|')} (default: sync for an image on tmpfs, else io_uring, else threads)` })
           .option('direct', { type: 'boolean', default: false, describe: 'with --file: open with O_DIRECT, bypassing the host page cache' })
           .option('cache', { type: 'string', default: 'writeback', describe: `initial write cache mode, ${CACHE_MODES.join('|')}; the guest may change it` })
           .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes, advertise VIRTIO_BLK_F_RO' })

@@ -6,7 +6,7 @@
  * Shared storage per driver, decided here once:
  * - memory: the MemoryDisk's store (a memfd and its written-page bitmap); each thread maps it.
  * - file: the image the main thread opened and locked (fd numbers are process-wide); each thread
- *   runs its own io_uring (or thread-pool engine, whichever the main thread ended up with).
+ *   runs its own engine (io_uring, sync or thread pool: whichever the main thread ended up with).
  * - null: nothing to share.
  * The main thread keeps its own instance open (and owning) until the threads are gone.
  *

@@ -48,7 +48,7 @@ export interface FileDiskSpec {
   sizeBytes?: number
   /** `--direct`: O_DIRECT. */
   direct: boolean
-  /** `--io-engine`; undefined: io_uring, else threads. */
+  /** `--io-engine`; undefined: sync for an image in memory, else io_uring, else threads. */
   ioEngine?: IoEngineName
 }
 

@@ -202,6 +202,8 @@ export class FileDisk implements Operations {
   private deferredTail: FileIo | null = null
   private retryTimer: NodeJS.Timeout | null = null
   private retryArmed = false
+  /** Set while retryDeferred walks the list. */
+  private retrying = false
   private closed = false
 
   /**
@@ -245,6 +247,7 @@ export class FileDisk implements Operations {
     }
     this.engine = createEngine({
       name: opts.engine,
+      inMemory: image.inMemory,
       contexts: this.ios,
       sink,
       maxInFlight: opts.maxInFlight,
@@ -541,8 +544,13 @@ export class FileDisk implements Operations {
     this.armRetry()
   }
 
-  /** Starts deferred operations in order while the engine takes them. */
+  /**
+   * Starts deferred operations in order while the engine takes them. Not reentrant: a submit in
+   * here delivers completions, whose batch end would walk the same list (and issue twice).
+   */
   private retryDeferred(): void {
+    if (this.retrying) return
+    this.retrying = true
     let io = this.deferredHead
     while (io !== null) {
       if (!this.issue(io)) {
@@ -551,6 +559,7 @@ export class FileDisk implements Operations {
       }
       io = io.nextDeferred
     }
+    this.retrying = false
     this.deferredHead = io
     if (io === null) this.deferredTail = null
     else this.armRetry()

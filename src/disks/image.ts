@@ -3,7 +3,8 @@
  *
  * Owns: the open flags (O_RDONLY for read-only, O_DIRECT on request), the image lock, creating or
  * growing a file to a requested size (sparse, with ftruncate), measuring it (st_size, or
- * BLKGETSIZE64 for a block device) and the direct-I/O alignment. Does not do I/O on the data.
+ * BLKGETSIZE64 for a block device), the direct-I/O alignment and whether the file lives in memory
+ * (tmpfs). Does not do I/O on the data.
  *
  * The lock is an OFD lock (fcntl F_OFD_SETLK) over the whole file: a write lock when serving
  * read-write, a read lock when read-only. So a second server cannot open an image another one
@@ -43,6 +44,17 @@ export interface Image {
   readonly physicalBlockSize: number
   /** With O_DIRECT: buffer-address and offset/length alignment in bytes; otherwise null. */
   readonly directAlignment: native.DirectIoAlignment | null
+  /** A file on tmpfs or ramfs: its I/O is a copy in memory, never a wait for storage. */
+  readonly inMemory: boolean
+}
+
+/** statfs f_type of the filesystems that keep files in memory: tmpfs, ramfs. */
+const MEMORY_FILESYSTEMS = [0x01021994, 0x858458f6]
+
+/** Whether the regular file open on `fd` lives on a filesystem in memory. */
+function onMemoryFilesystem(fd: number): boolean {
+  // The fd's /proc link names the file that is open, even if its path was replaced meanwhile.
+  return MEMORY_FILESYSTEMS.includes(fs.statfsSync(`/proc/self/fd/${fd}`).type)
 }
 
 /**
@@ -124,5 +136,6 @@ function measure(fd: number, opts: ImageOptions): Image {
   if (capacityBytes === 0) {
     throw new DiskError('EDISK_SIZE', `${path} holds no whole ${logicalBlockSize}-byte block (give --size to grow it)`)
   }
-  return { fd, path, blockDevice, capacityBytes, sizeBytes: size, physicalBlockSize, directAlignment }
+  const inMemory = !blockDevice && onMemoryFilesystem(fd)
+  return { fd, path, blockDevice, capacityBytes, sizeBytes: size, physicalBlockSize, directAlignment, inMemory }
 }

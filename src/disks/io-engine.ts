@@ -5,16 +5,19 @@
  * record) and reports its result as a syscall would: a byte count, 0, or a negative errno. It
  * knows nothing of requests, retries or errors; the file disk (file.ts) owns those.
  *
- * Engines: `io_uring` (uring-engine.ts: zero-copy, batched, nothing allocated per operation) and
- * `threads` (threads-engine.ts: Node's fs calls on the libuv thread pool). Without an explicit
- * choice io_uring is used where the kernel allows it, else threads with a logged warning.
+ * Engines: `io_uring` (uring-engine.ts: zero-copy, batched, nothing allocated per operation),
+ * `threads` (threads-engine.ts: Node's fs calls on the libuv thread pool) and `sync`
+ * (sync-engine.ts: the system call on the serving thread, for images in memory). Without an
+ * explicit choice an image in memory (tmpfs, ramfs) uses sync; any other uses io_uring where the
+ * kernel allows it, else threads with a logged warning.
  */
 import { DiskError } from './errors.js'
+import { SyncEngine } from './sync-engine.js'
 import { ThreadsEngine } from './threads-engine.js'
 import { UringEngine } from './uring-engine.js'
 
 /** The engines `--io-engine` names. */
-export const IO_ENGINES = ['io_uring', 'threads'] as const
+export const IO_ENGINES = ['io_uring', 'threads', 'sync'] as const
 /** One of {@link IO_ENGINES}. */
 export type IoEngineName = (typeof IO_ENGINES)[number]
 
@@ -27,7 +30,10 @@ export interface IoContext {
 /** Completion of one operation: `res` is a byte count, 0, or a negative errno. */
 export type IoCompletion<C> = (ctx: C, res: number) => void
 
-/** Where an engine reports. Both methods are called on the JS thread, never from inside a start call. */
+/**
+ * Where an engine reports. Both methods are called on the JS thread, never from inside a start
+ * call, but possibly from inside `submit()` (operations that finished during it), and never nested.
+ */
 export interface IoSink<C> {
   /** One operation finished. */
   complete: IoCompletion<C>
@@ -56,7 +62,10 @@ export interface IoEngine<C extends IoContext> {
   fallocate(ctx: C, fd: number, mode: number, offset: number, length: number): boolean
   /** ioctl BLKDISCARD on a block device. */
   blkDiscard(ctx: C, fd: number, offset: number, length: number): boolean
-  /** Hand what was started to the kernel (io_uring: one io_uring_enter); a no-op for threads. */
+  /**
+   * Hand what was started to the kernel (io_uring: one io_uring_enter) and deliver what finished
+   * meanwhile; a no-op for threads.
+   */
   submit(): void
   /** Release the engine's resources; nothing may be in flight. */
   close(): void
@@ -64,8 +73,13 @@ export interface IoEngine<C extends IoContext> {
 
 /** How to build an engine. */
 export interface EngineOptions<C extends IoContext> {
-  /** `undefined`: io_uring, falling back to threads (calling `onFallback`) where it is unavailable. */
+  /**
+   * `undefined`: sync for an image in memory; else io_uring, falling back to threads (calling
+   * `onFallback`) where it is unavailable.
+   */
   name: IoEngineName | undefined
+  /** The image lives in memory (tmpfs, ramfs): reading or writing it never waits for storage. */
+  inMemory: boolean
   /** Contexts by index; may be filled after construction, before the first operation. */
   contexts: readonly C[]
   sink: IoSink<C>
@@ -82,6 +96,7 @@ export interface EngineOptions<C extends IoContext> {
  */
 export function createEngine<C extends IoContext>(opts: EngineOptions<C>): IoEngine<C> {
   if (opts.name === 'threads') return new ThreadsEngine(opts.sink)
+  if (opts.name === 'sync' || (opts.name === undefined && opts.inMemory)) return new SyncEngine(opts.sink, opts.maxInFlight)
   try {
     return new UringEngine(opts.contexts, opts.sink, opts.maxInFlight)
   } catch (err) {

@@ -1,7 +1,9 @@
 /**
  * The io_uring I/O engine: operations become submission entries of one native ring, submitted
- * in batches with one io_uring_enter, and completions come back through the ring's eventfd,
- * watched by a Poller on the libuv loop.
+ * in batches with one io_uring_enter. Completions are reaped right after each submit (reads from
+ * the page cache and most buffered writes finish inside io_uring_enter, so their requests end in
+ * the same turn of the loop, without a second wakeup) and otherwise come back through the ring's
+ * eventfd, watched by a Poller on the libuv loop.
  *
  * Owns the ring, its Poller and the completion buffer. Nothing is allocated per operation: the
  * io_uring user data is the context's index, the iovecs point into the caller's buffers (guest
@@ -34,6 +36,8 @@ export class UringEngine<C extends IoContext> implements IoEngine<C> {
   private readonly poller: native.Poller
   private readonly cqes = new Int32Array(2 * REAP_BATCH)
   private readonly rangeDone: native.RangeCallback<C>
+  /** Set while completions are being delivered: a submit made by one of them leaves the reaping to that loop. */
+  private draining = false
   private closed = false
 
   /**
@@ -87,7 +91,7 @@ export class UringEngine<C extends IoContext> implements IoEngine<C> {
 
   submit(): void {
     // With nothing prepared this returns before any syscall.
-    this.ring.submit()
+    if (this.ring.submit() > 0) this.drain()
   }
 
   close(): void {
@@ -97,17 +101,41 @@ export class UringEngine<C extends IoContext> implements IoEngine<C> {
     this.ring.close()
   }
 
-  /** The eventfd fired: reap everything, let the sink retry, submit what completions started. */
+  /** The eventfd fired: clear it, then deliver everything. */
   private onReadable(): void {
     if (this.closed) return
     native.eventfdRead(this.ring.eventFd)
+    this.drain()
+  }
+
+  /**
+   * Delivers every completion in the ring, lets the sink retry, submits what they prepared, and
+   * repeats while that finished more. Never nested: a submit from inside a completion only
+   * submits, and this loop reaps what it finished.
+   */
+  private drain(): void {
+    if (this.draining) return
+    this.draining = true
     const { ring, cqes, contexts, sink } = this
-    let n: number
-    do {
-      n = ring.reap(cqes)
-      for (let i = 0; i < n; i++) sink.complete(contexts[cqes[2 * i]], cqes[2 * i + 1])
-    } while (n === REAP_BATCH)
-    sink.batchEnd()
-    this.submit()
+    try {
+      for (;;) {
+        let delivered = 0
+        let n: number
+        do {
+          n = ring.reap(cqes)
+          for (let i = 0; i < n; i++) sink.complete(contexts[cqes[2 * i]], cqes[2 * i + 1])
+          delivered += n
+        } while (n === REAP_BATCH)
+        if (delivered === 0) return
+        sink.batchEnd()
+        // Start what the completions prepared (next steps, retries).
+        ring.submit()
+        // Each completion also signalled the eventfd: clear it so the loop does not wake for
+        // nothing, then reap again, since one that arrived meanwhile may be what was just cleared.
+        native.eventfdRead(ring.eventFd)
+      }
+    } finally {
+      this.draining = false
+    }
   }
 }

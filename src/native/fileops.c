@@ -1,15 +1,19 @@
 /*
  * File and block-device syscalls Node does not offer: open-file-description
- * locks, block-device geometry, direct-I/O alignment, and fallocate /
- * BLKDISCARD run on the libuv thread pool.
+ * locks, block-device geometry, direct-I/O alignment, fallocate / BLKDISCARD
+ * run on the libuv thread pool, and synchronous preadv2 / pwritev2 /
+ * fdatasync / fallocate straight into caller buffers (for images in memory,
+ * where the copy is all the work there is).
  *
  * Mechanism only: which lock to take, what a refused lock means and how to
  * react to an errno are the caller's policy. The asynchronous calls report
  * like an io_uring completion, a result number that is 0 or a negative errno,
  * to a callback given once together with a context value: callback(context,
  * res). They allocate one small record per call and are meant for the rarer
- * operations (the threads I/O engine, discards on block devices).
+ * operations (the threads I/O engine, discards on block devices). The
+ * synchronous calls return the same number and allocate nothing.
  */
+#include "iovec.h"
 #include "napi_util.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ofdLock(fd, exclusive) -> boolean: an OFD lock over the whole file (write
@@ -254,6 +259,85 @@ static napi_value blk_discard_async(napi_env env, napi_callback_info info) {
   return range_start(env, RANGE_BLKDISCARD, fd, 0, offset, length, argv[3], argv[4]);
 }
 
+/* Common part of preadv / pwritev: argv = fd, buffers, offsets, lengths,
+ * count, skip, position, rwFlags. */
+static napi_value rw_sync(napi_env env, napi_callback_info info, bool write) {
+  size_t argc = 8;
+  napi_value argv[8] = {NULL};
+  int fd;
+  int64_t skip, position, rw_flags;
+  struct iovec iov[MAX_IOV_PER_OP];
+  unsigned n = 0;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_fd(env, argv[0], "fd", &fd))
+    return NULL;
+  switch (gather_iovecs(env, argv + 1, iov, MAX_IOV_PER_OP, &n, &skip)) {
+  case GATHER_OK:
+    break;
+  case GATHER_FULL:
+    throw_range_error(env, "more than %u iovecs in one operation", MAX_IOV_PER_OP);
+    return NULL;
+  case GATHER_THROWN:
+    return NULL;
+  }
+  if (!arg_int(env, argv[6], "position", 0, MAX_SAFE_INTEGER - skip, &position) ||
+      !arg_int_opt(env, argv[7], "rwFlags", 0, INT32_MAX, 0, &rw_flags))
+    return NULL;
+  ssize_t ret;
+  do
+    ret = write ? pwritev2(fd, iov, (int)n, (off_t)(position + skip), (int)rw_flags)
+                : preadv2(fd, iov, (int)n, (off_t)(position + skip), (int)rw_flags);
+  while (ret < 0 && errno == EINTR);
+  return make_number(env, ret < 0 ? -errno : (int64_t)ret);
+}
+
+/* preadv(fd, buffers, offsets, lengths, count, skip, position, rwFlags = 0)
+ * -> bytes read or -errno. Segments as gather_iovecs() takes them; the read
+ * starts at position + skip. */
+static napi_value preadv_sync(napi_env env, napi_callback_info info) {
+  return rw_sync(env, info, false);
+}
+
+/* pwritev(fd, buffers, offsets, lengths, count, skip, position, rwFlags = 0)
+ * -> bytes written or -errno. */
+static napi_value pwritev_sync(napi_env env, napi_callback_info info) {
+  return rw_sync(env, info, true);
+}
+
+/* fdatasync(fd) -> 0 or -errno */
+static napi_value fdatasync_sync(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {NULL};
+  int fd;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_fd(env, argv[0], "fd", &fd))
+    return NULL;
+  int ret;
+  do
+    ret = fdatasync(fd);
+  while (ret < 0 && errno == EINTR);
+  return make_number(env, ret < 0 ? -errno : 0);
+}
+
+/* fallocate(fd, mode, offset, length) -> 0 or -errno */
+static napi_value fallocate_sync(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4] = {NULL};
+  int fd;
+  int64_t mode, offset, length;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!arg_fd(env, argv[0], "fd", &fd) ||
+      !arg_int(env, argv[1], "mode", 0, INT32_MAX, &mode) ||
+      !arg_int(env, argv[2], "offset", 0, MAX_SAFE_INTEGER, &offset) ||
+      !arg_int(env, argv[3], "length", 1, MAX_SAFE_INTEGER, &length))
+    return NULL;
+  int ret;
+  do
+    ret = fallocate(fd, (int)mode, (off_t)offset, (off_t)length);
+  while (ret < 0 && errno == EINTR);
+  return make_number(env, ret < 0 ? -errno : 0);
+}
+
 bool register_fileops(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"ofdLock", NULL, ofd_lock, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -261,6 +345,10 @@ bool register_fileops(napi_env env, napi_value exports) {
       {"directIoAlignment", NULL, direct_io_alignment, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fallocateAsync", NULL, fallocate_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"blkDiscardAsync", NULL, blk_discard_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"preadv", NULL, preadv_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwritev", NULL, pwritev_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fdatasync", NULL, fdatasync_sync, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fallocate", NULL, fallocate_sync, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0],
                                 props) == napi_ok;

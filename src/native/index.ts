@@ -355,3 +355,31 @@ export function blkDiscardAsync<C>(fd: number, offset: number, length: number, c
   callback: RangeCallback<C>): void {
   addon.blkDiscardAsync(fd, offset, length, context, callback)
 }
+
+/**
+ * preadv2 on this thread, straight into the segments (bytes `[offsets[i], offsets[i] +
+ * lengths[i])` of `buffers[i]` for `i < count`, the first `skip` bytes left out), from file
+ * offset `position + skip`. Blocks the thread for as long as the read takes: for images in
+ * memory (tmpfs), where it is a copy.
+ * @returns bytes read (0 at end of file) or a negative errno
+ */
+export function preadv(fd: number, buffers: readonly Uint8Array[], offsets: Uint32Array, lengths: Uint32Array,
+  count: number, skip: number, position: number): number {
+  return addon.preadv(fd, buffers, offsets, lengths, count, skip, position)
+}
+
+/** pwritev2 on this thread, as {@link preadv}; `rwFlags` e.g. {@link RWF_DSYNC}. @returns bytes written or a negative errno */
+export function pwritev(fd: number, buffers: readonly Uint8Array[], offsets: Uint32Array, lengths: Uint32Array,
+  count: number, skip: number, position: number, rwFlags = 0): number {
+  return addon.pwritev(fd, buffers, offsets, lengths, count, skip, position, rwFlags)
+}
+
+/** fdatasync on this thread. @returns 0 or a negative errno */
+export function fdatasync(fd: number): number {
+  return addon.fdatasync(fd)
+}
+
+/** fallocate(fd, mode, offset, length) on this thread. @returns 0 or a negative errno */
+export function fallocate(fd: number, mode: number, offset: number, length: number): number {
+  return addon.fallocate(fd, mode, offset, length)
+}

@@ -29,6 +29,7 @@
  *
  * Thread affinity: a ring belongs to the JS thread that created it.
  */
+#include "iovec.h"
 #include "napi_util.h"
 
 #include <errno.h>
@@ -44,7 +45,6 @@
 /* Kernel limits: IORING_MAX_ENTRIES, IORING_MAX_CQ_ENTRIES, UIO_MAXIOV. */
 #define MAX_ENTRIES 32768
 #define MAX_CQ_ENTRIES (2 * MAX_ENTRIES)
-#define MAX_IOV_PER_SQE 1024
 #define MAX_ARENA (1 << 20)
 #define DEFAULT_ARENA 4096
 
@@ -302,23 +302,6 @@ static napi_value make_bool(napi_env env, bool v) {
   return out;
 }
 
-/* A Uint32Array's elements. */
-static bool arg_u32_array(napi_env env, napi_value v, const char *name,
-                          uint32_t **data, size_t *len) {
-  bool is_typed = false;
-  napi_typedarray_type type;
-  void *base = NULL;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, v, &type, len, &base, NULL, NULL) != napi_ok ||
-      type != napi_uint32_array) {
-    throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                     "The \"%s\" argument must be an instance of Uint32Array", name);
-    return false;
-  }
-  *data = base;
-  return true;
-}
-
 /*
  * prepReadv / prepWritev(fd, buffers, offsets, lengths, count, skip, position,
  * userData, rwFlags = 0) -> boolean
@@ -334,87 +317,35 @@ static napi_value prep_rw(napi_env env, napi_callback_info info, uint8_t opcode)
   if (r == NULL)
     return NULL;
   int fd;
-  bool is_array = false;
-  uint32_t *offsets, *lengths, n_buffers = 0;
-  size_t n_offsets, n_lengths;
-  int64_t count, skip, position, user_data, rw_flags;
+  int64_t skip, position, user_data, rw_flags;
   if (!arg_fd(env, argv[0], "fd", &fd))
     return NULL;
-  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[1], &n_buffers) != napi_ok) {
-    throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                     "The \"buffers\" argument must be an Array of Uint8Array");
-    return NULL;
-  }
-  if (!arg_u32_array(env, argv[2], "offsets", &offsets, &n_offsets) ||
-      !arg_u32_array(env, argv[3], "lengths", &lengths, &n_lengths))
-    return NULL;
-  size_t max_count = n_buffers;
-  if (n_offsets < max_count)
-    max_count = n_offsets;
-  if (n_lengths < max_count)
-    max_count = n_lengths;
-  if (!arg_int(env, argv[4], "count", 1, (int64_t)max_count, &count) ||
-      !arg_int(env, argv[5], "skip", 0, MAX_SAFE_INTEGER, &skip) ||
-      !arg_int(env, argv[6], "position", 0, MAX_SAFE_INTEGER - skip, &position) ||
-      !arg_int(env, argv[7], "userData", 0, INT32_MAX, &user_data) ||
-      !arg_int_opt(env, argv[8], "rwFlags", 0, UINT32_MAX, 0, &rw_flags))
-    return NULL;
-
+  /* Taken first: it frees the arena once every earlier entry was consumed. The
+   * entry is not queued before sqe_tail moves, so an early return leaves none. */
   struct io_uring_sqe *sqe = next_sqe(r);
   if (sqe == NULL)
     return make_bool(env, false);
   struct iovec *iov = r->iov + r->iov_used;
   unsigned room = r->iov_cap - r->iov_used;
-  if (room > MAX_IOV_PER_SQE)
-    room = MAX_IOV_PER_SQE;
+  if (room > MAX_IOV_PER_OP)
+    room = MAX_IOV_PER_OP;
   unsigned n = 0;
-  uint64_t left = (uint64_t)skip;
-  for (uint32_t i = 0; i < (uint32_t)count; i++) {
-    napi_value buf;
-    bool is_typed = false;
-    napi_typedarray_type type;
-    size_t size = 0;
-    void *base = NULL;
-    if (napi_get_element(env, argv[1], i, &buf) != napi_ok ||
-        napi_is_typedarray(env, buf, &is_typed) != napi_ok || !is_typed ||
-        napi_get_typedarray_info(env, buf, &type, &size, &base, NULL, NULL) !=
-            napi_ok ||
-        type != napi_uint8_array) {
-      throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                       "buffers[%u] must be an instance of Uint8Array", i);
+  switch (gather_iovecs(env, argv + 1, iov, room, &n, &skip)) {
+  case GATHER_OK:
+    break;
+  case GATHER_FULL:
+    if (room == MAX_IOV_PER_OP || r->iov_used == 0) {
+      throw_range_error(env, "more than %u iovecs in one operation", room);
       return NULL;
     }
-    uint64_t off = offsets[i], len = lengths[i];
-    /* A detached buffer has size 0, so a stale view can never be reached. */
-    if (off > size || len > size - off) {
-      throw_range_error(env,
-                        "segment %u [%llu, +%llu) lies outside its buffer of %zu bytes",
-                        i, (unsigned long long)off, (unsigned long long)len, size);
-      return NULL;
-    }
-    if (left >= len) {
-      left -= len;
-      continue;
-    }
-    off += left;
-    len -= left;
-    left = 0;
-    if (n == room) {
-      if (room == MAX_IOV_PER_SQE || r->iov_used == 0) {
-        throw_range_error(env, "more than %u iovecs in one operation", room);
-        return NULL;
-      }
-      return make_bool(env, false); /* arena full until the next submit */
-    }
-    iov[n].iov_base = (uint8_t *)base + off;
-    iov[n].iov_len = len;
-    n++;
-  }
-  if (n == 0) {
-    throw_range_error(env, "skip %lld leaves no bytes to transfer", (long long)skip);
+    return make_bool(env, false); /* arena full until the next submit */
+  case GATHER_THROWN:
     return NULL;
   }
+  if (!arg_int(env, argv[6], "position", 0, MAX_SAFE_INTEGER - skip, &position) ||
+      !arg_int(env, argv[7], "userData", 0, INT32_MAX, &user_data) ||
+      !arg_int_opt(env, argv[8], "rwFlags", 0, UINT32_MAX, 0, &rw_flags))
+    return NULL;
   sqe->opcode = opcode;
   sqe->fd = fd;
   sqe->off = (uint64_t)position + (uint64_t)skip;

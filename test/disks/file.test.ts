@@ -1,6 +1,6 @@
 /**
  * The file disk in-process, behind the real virtio-blk device (BlkRig), on real files, for both
- * I/O engines: scattered reads and writes land at the right file offsets, flush, discard and
+ * I/O engines (and which one an image gets by default): scattered reads and writes land at the right file offsets, flush, discard and
  * write-zeroes (also where the filesystem refuses ZERO_RANGE: tmpfs), the guest's write-cache
  * bit, a read that meets end-of-file after the file shrank, a full io_uring submission queue,
  * and the setup errors of opening an image.
@@ -76,8 +76,28 @@ function rig(disk: FileDisk, capacityBytes: number, queueDepth?: number): BlkRig
   return r
 }
 
+describe('the default engine', () => {
+  it('is sync for an image on tmpfs (its I/O is a copy in memory)', () => {
+    const shmDir = fs.mkdtempSync('/dev/shm/vub-filedisk-')
+    try {
+      const disk = openDisk({ path: path.join(shmDir, 'img'), sizeBytes: MiB })
+      expect(disk.image.inMemory).toBe(true)
+      expect(disk.engineName).toBe('sync')
+      disk.close()
+    } finally {
+      fs.rmSync(shmDir, { recursive: true, force: true })
+    }
+  })
 
-describe.each<IoEngineName>(['io_uring', 'threads'])('file disk on %s', (engine) => {
+  const tmpOnDisk = fs.statfsSync(os.tmpdir()).type !== 0x01021994
+  it.runIf(tmpOnDisk)('is io_uring for an image on a disk filesystem', () => {
+    const disk = openDisk({ path: path.join(dir, 'img'), sizeBytes: MiB })
+    expect(disk.image.inMemory).toBe(false)
+    expect(disk.engineName).toBe('io_uring')
+  })
+})
+
+describe.each<IoEngineName>(['io_uring', 'threads', 'sync'])('file disk on %s', (engine) => {
   it('writes and reads scattered segments at the right offsets, and flushes', async () => {
     const file = path.join(dir, 'img')
     const disk = openDisk({ path: file, sizeBytes: 8 * MiB, engine })

@@ -79,7 +79,7 @@ function loopDevice(dir: string, size: number): Backing {
 interface Config {
   name: string
   backing: 'file' | 'loop'
-  engine: 'io_uring' | 'threads'
+  engine: 'io_uring' | 'threads' | 'sync'
   direct: boolean
 }
 
@@ -88,8 +88,11 @@ const CONFIGS: Config[] = [
   { name: 'a file on threads', backing: 'file', engine: 'threads', direct: false },
   { name: 'a file with --direct on io_uring', backing: 'file', engine: 'io_uring', direct: true },
   { name: 'a file with --direct on threads', backing: 'file', engine: 'threads', direct: true },
+  { name: 'a file on sync', backing: 'file', engine: 'sync', direct: false },
+  { name: 'a file with --direct on sync', backing: 'file', engine: 'sync', direct: true },
   { name: 'a loop device on io_uring', backing: 'loop', engine: 'io_uring', direct: false },
   { name: 'a loop device on threads', backing: 'loop', engine: 'threads', direct: false },
+  { name: 'a loop device on sync', backing: 'loop', engine: 'sync', direct: false },
 ]
 
 describe.each(CONFIGS)('serving $name', (cfg) => {
@@ -345,7 +348,7 @@ describe('image options', () => {
   })
 })
 
-describe.each(['io_uring', 'threads'] as const)('an image on a tmpfs that fills up, on %s', (engine) => {
+describe.each(['io_uring', 'threads', 'sync'] as const)('an image on a tmpfs that fills up, on %s', (engine) => {
   const enabled = privileged(mountReason)
   let mnt: string
   let server: ServerProcess

@@ -2,7 +2,8 @@
  * The io_uring ring and the file syscalls of the native layer against real temp files: readv,
  * writev, fsync and fallocate through the ring, completions via the eventfd and a Poller, a full
  * submission queue or iovec arena, errors as negative results; OFD locks, block-device and
- * direct-I/O queries, and the thread-pool fallocate / BLKDISCARD.
+ * direct-I/O queries, the thread-pool fallocate / BLKDISCARD, and the synchronous preadv /
+ * pwritev / fdatasync / fallocate.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -10,7 +11,7 @@ import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IoUring, Poller, RWF_DSYNC, blkDiscardAsync, blockDeviceInfo,
-  close, directIoAlignment, eventfdRead, fallocateAsync, ofdLock, socketPair,
+  close, directIoAlignment, eventfdRead, fallocate, fallocateAsync, fdatasync, ofdLock, preadv, pwritev, socketPair,
 } from '../../src/native/index.js'
 import { thrown } from './support.js'
 
@@ -259,5 +260,40 @@ describe('file syscalls', () => {
     expect(bad).toBeLessThan(0)
     const notBlk = await new Promise<number>((resolve) => blkDiscardAsync(fd, 0, 4096, null, (_c, n) => resolve(n)))
     expect(notBlk).toBe(-ENOTTY)
+  })
+})
+
+describe('synchronous file calls', () => {
+  it('pwritev and preadv move scattered segments, skipping a prefix, and report byte counts', () => {
+    const fd = tempFile(8192)
+    const a = new Uint8Array(1000).fill(0xa1)
+    const b = new Uint8Array(3000).fill(0xb2)
+    // Segment 0 is bytes [100, 612) of a, segment 1 bytes [0, 3000) of b; skip 12 of them.
+    expect(pwritev(fd, [a, b], Uint32Array.of(100, 0), Uint32Array.of(512, 3000), 2, 12, 4096, RWF_DSYNC)).toBe(3500)
+    const back = Buffer.alloc(3500)
+    fs.readSync(fd, back, 0, 3500, 4096 + 12)
+    expect(back.subarray(0, 500).every((x) => x === 0xa1)).toBe(true)
+    expect(back.subarray(500).every((x) => x === 0xb2)).toBe(true)
+    const into = new Uint8Array(4096)
+    expect(preadv(fd, [into], Uint32Array.of(0), Uint32Array.of(4096), 1, 0, 4096 + 12)).toBe(4096 - 12)
+    expect(into.subarray(0, 500).every((x) => x === 0xa1)).toBe(true)
+    expect(preadv(fd, [into], Uint32Array.of(0), Uint32Array.of(4096), 1, 0, 8192)).toBe(0)
+  })
+
+  it('report errors as negative errnos, and refuse segments outside their buffers', () => {
+    const buf = new Uint8Array(512)
+    expect(preadv(-1, [buf], Uint32Array.of(0), Uint32Array.of(512), 1, 0, 0)).toBe(-EBADF)
+    expect(pwritev(-1, [buf], Uint32Array.of(0), Uint32Array.of(512), 1, 0, 0)).toBe(-EBADF)
+    expect(fdatasync(-1)).toBe(-EBADF)
+    expect(thrown(() => preadv(tempFile(4096), [buf], Uint32Array.of(256), Uint32Array.of(512), 1, 0, 0)).name).toBe('RangeError')
+  })
+
+  it('fdatasync and fallocate report 0', () => {
+    const fd = tempFile(0)
+    fs.writeSync(fd, new Uint8Array(1 << 20).fill(1), 0, 1 << 20, 0)
+    expect(fdatasync(fd)).toBe(0)
+    expect(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 1 << 20)).toBe(0)
+    expect(fs.fstatSync(fd).blocks).toBe(0)
+    expect(fallocate(fd, 0x4000, 0, 4096)).toBeLessThan(0)
   })
 })
