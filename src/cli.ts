@@ -19,6 +19,9 @@ const PROGRAM = 'vhost-user-blk'
 const DEFAULT_SOCKET = './vhost-user-blk.sock'
 const DEFAULT_MEMORY = '1G'
 const CACHE_MODES = ['writeback', 'writethrough'] as const
+/** Adaptive polling window: QEMU's default poll-max-ns is 32 µs too. */
+const DEFAULT_POLL_US = 32
+const MAX_POLL_US = 10_000
 
 /** A bad option: reported as one line, exit code 2. */
 class UsageError extends Error {}
@@ -53,6 +56,7 @@ interface ServeArgs {
   hwQueues?: number
   queueDepth: number
   ioThreads: number
+  pollUs: number
   logicalBlockSize: number
   serial: string
   logLevel: string
@@ -81,6 +85,7 @@ function serveOptions(a: ServeArgs): ServeOptions {
     queueSize: a.queueSize,
     hwQueues: intInRange('hw-queues', a.hwQueues ?? numQueues, 1, 256),
     ioThreads: intInRange('io-threads', a.ioThreads, 0, MAX_IO_THREADS),
+    pollUs: intInRange('poll-us', a.pollUs, 0, MAX_POLL_US),
     queueDepth: intInRange('queue-depth', a.queueDepth, 1, 65535),
     logicalBlockSize,
     serial: a.serial,
@@ -205,6 +210,7 @@ export function parser(argv: string[]) {
           .option('hw-queues', { type: 'number', describe: 'hardware queues (default: one per virtqueue; more virtqueues share them modulo)' })
           .option('queue-depth', { type: 'number', default: 256, describe: 'tags (requests in flight) per hardware queue' })
           .option('io-threads', { type: 'number', default: 0, describe: `serve the hardware queues on N I/O threads, queue h on thread h mod N (0..${MAX_IO_THREADS}; 0: on the main thread)` })
+          .option('poll-us', { type: 'number', default: DEFAULT_POLL_US, describe: `longest adaptive polling window of a thread's rings after a batch, in µs (0..${MAX_POLL_US}; 0: always sleep on the kick eventfd)` })
           .option('logical-block-size', { type: 'number', default: 512, describe: '512 or 4096' })
           .option('serial', { type: 'string', default: 'vhost-user-blk', describe: 'disk serial (GET_ID), up to 20 characters' })
           .option('log-level', { type: 'string', default: 'info', describe: LOG_LEVELS.join('|') }),

@@ -38,6 +38,8 @@ export interface BlkDeviceOptions {
   writeCache?: WriteCacheMode
   /** Serve the hardware queues on these I/O threads (default: on this thread). */
   ioThreads?: IoThreads | null
+  /** Longest adaptive polling window in µs for queues served on this thread (default 0: never poll). */
+  pollUs?: number
 }
 
 /** Offered feature word for a disk. */
@@ -83,7 +85,7 @@ export class BlkDevice implements VhostUserDevice {
     this.writeCache.wce = this.initialWce
     this.ioThreads = opts.ioThreads ?? null
     this.queues = this.ioThreads !== null ? null : new QueueSet(opts.tagSet, opts.disk, (vring, reason) =>
-      this.log.error({ vring, reason }, 'guest corrupted its ring: queue stopped'))
+      this.log.error({ vring, reason }, 'guest corrupted its ring: queue stopped'), opts.pollUs ?? 0)
   }
 
   /** Current write-cache mode (1 writeback, 0 writethrough): the driver reads it per flush policy. */

@@ -60,6 +60,8 @@ export interface IoThreadHostOptions {
   /** The disk, as the main thread's (same geometry), over `tagSet`. */
   disk: GenDisk
   log: IoThreadLog
+  /** Longest adaptive polling window in µs (0: never poll). */
+  pollUs: number
 }
 
 /** One ring served on this thread. */
@@ -97,7 +99,7 @@ export class IoThreadHost {
     this.log = opts.log
     this.tagSet = opts.tagSet
     this.queues = new QueueSet(opts.tagSet, opts.disk, (vring, reason) =>
-      opts.log.error({ vring, reason }, 'guest corrupted its ring: queue stopped'))
+      opts.log.error({ vring, reason }, 'guest corrupted its ring: queue stopped'), opts.pollUs)
     this.port.on('message', (message) => this.onMessage(message))
     this.port.postMessage({ type: 'ready' })
   }

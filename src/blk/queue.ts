@@ -5,13 +5,15 @@
  * `QueueSet` runs the queues of one TagSet on one thread (the main thread, or an I/O thread).
  *
  * Owns the per-queue hot loop and completion batching. Does not parse requests (parse.ts) or
- * know which disk serves them (the driver behind the HwQueue), nor which thread it runs on.
+ * know which disk serves them (the driver behind the HwQueue), nor which thread it runs on; when
+ * to poll a ring instead of waiting for kicks is the RingPoller's call.
  */
 import { BlkStatus, type GenDisk, type HwQueue, type Request, type TagSet } from '../mq/index.js'
 import type { GuestMemory, SplitQueue } from '../virtqueue/index.js'
 import type { DeviceQueue, Notify } from '../vhost/device.js'
 import { DISPATCH, ParseScratch, parseRequest } from './parse.js'
 import { blkState } from './request-state.js'
+import { RingPoller, type PolledQueue } from './ring-poller.js'
 import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP } from './spec.js'
 
 /**
@@ -32,7 +34,7 @@ function statusByte(status: number): number {
 export type BrokenRingHandler = (queueIndex: number, reason: string) => void
 
 /** A running virtio-blk queue. */
-export class BlkQueue implements DeviceQueue {
+export class BlkQueue implements DeviceQueue, PolledQueue {
   private readonly scratch = new ParseScratch()
   private inKick = false
   private kickAgain = false
@@ -56,12 +58,22 @@ export class BlkQueue implements DeviceQueue {
     /** The running queues that share `hwq`: this one joins while it runs, for restarts. */
     private readonly peers: BlkQueue[],
     private readonly onBroken: BrokenRingHandler,
+    private readonly poller: RingPoller,
   ) {
     peers.push(this)
   }
 
-  /** Drains the avail ring (STYLE.md §4), then publishes completions once. */
+  /** The guest kicked: run, and let the poller learn how long the thread slept. */
   kick(): void {
+    this.poller.woke()
+    this.poll()
+  }
+
+  /**
+   * Drains the avail ring (STYLE.md §4), then publishes completions. Afterwards the ring is
+   * either polled (kicks stay suppressed) or its notifications are re-enabled.
+   */
+  poll(): void {
     // A driver may end requests synchronously inside dispatch, which can restart us: loop instead.
     if (this.inKick) {
       this.kickAgain = true
@@ -74,7 +86,7 @@ export class BlkQueue implements DeviceQueue {
       this.vq.disableNotification()
       this.drainAvail()
       this.hwq.commit()
-    } while (!this.stopped && !this.waitingForTag && (this.kickAgain || this.vq.enableNotification()))
+    } while (!this.stopped && !this.waitingForTag && (this.kickAgain || (!this.poller.offer(this) && this.vq.enableNotification())))
     this.inKick = false
     if (this.vq.broken && !this.reportedBroken) {
       this.reportedBroken = true
@@ -83,11 +95,22 @@ export class BlkQueue implements DeviceQueue {
     this.flush()
   }
 
+  /** For the poller: chains wait in the ring and could be taken now. */
+  hasWork(): boolean {
+    return !this.stopped && !this.waitingForTag && !this.vq.isEmpty()
+  }
+
+  /** For the poller: the window closed; wait for kicks again, taking what came meanwhile. */
+  endPolling(): void {
+    if (!this.stopped && this.vq.enableNotification()) this.poll()
+  }
+
   /** Stops taking chains; resolves when every chain taken has been completed and published. */
   stop(): Promise<void> | undefined {
     if (!this.stopped) {
       this.stopped = true
       this.peers.splice(this.peers.indexOf(this), 1)
+      this.poller.forget(this)
     }
     this.flush()
     if (this.inFlight === 0) return undefined
@@ -170,12 +193,17 @@ export class BlkQueue implements DeviceQueue {
 export class QueueSet {
   /** Running queues per hardware queue, to restart them when a tag frees. */
   private readonly queuesOnHwq: BlkQueue[][]
+  /** Polls this thread's rings between kicks. */
+  readonly poller: RingPoller
 
+  /** @param pollUs - longest adaptive polling window in µs (0: never poll; see RingPoller) */
   constructor(
     tagSet: TagSet,
     private readonly disk: GenDisk,
     private readonly onBroken: BrokenRingHandler,
+    pollUs: number,
   ) {
+    this.poller = new RingPoller(pollUs)
     this.queuesOnHwq = tagSet.hwQueues.map(() => [])
     for (const hwq of tagSet.hwQueues) {
       hwq.onEnd = endRequest
@@ -185,7 +213,7 @@ export class QueueSet {
 
   /** Serves virtqueue `index` over `vq` on `hwq` (one of this TagSet's) until the queue's stop(). */
   start(index: number, vq: SplitQueue, mem: GuestMemory, hwq: HwQueue, notify: Notify): BlkQueue {
-    return new BlkQueue(index, vq, mem, hwq, this.disk, notify, this.queuesOnHwq[hwq.index], this.onBroken)
+    return new BlkQueue(index, vq, mem, hwq, this.disk, notify, this.queuesOnHwq[hwq.index], this.onBroken, this.poller)
   }
 
   /** A tag freed on a hardware queue that had run dry: resume the queues that were waiting. */
@@ -193,7 +221,7 @@ export class QueueSet {
     for (const queue of this.queuesOnHwq[hwq.index]) {
       if (!queue.waitingForTag) continue
       queue.waitingForTag = false
-      queue.kick()
+      queue.poll()
     }
   }
 }

@@ -17,4 +17,4 @@ const port = parentPort!
 const log = new IoThreadLog(port)
 const ops = openDriver(data.driver, data.hwQueues * data.tagSet.queueDepth, new WriteCacheMode(data.writeCache), log)
 const tagSet = new TagSet({ ...data.tagSet, nrHwQueues: data.hwQueues, ops, initRequest: initBlkRequest })
-new IoThreadHost({ port, tagSet, disk: buildDisk(data.disk, tagSet), log })
+new IoThreadHost({ port, tagSet, disk: buildDisk(data.disk, tagSet), log, pollUs: data.pollUs })

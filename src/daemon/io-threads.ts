@@ -68,6 +68,8 @@ export interface IoThreadData {
   driver: DriverRecipe
   /** The write-cache mode's cell (BlkDevice's). */
   writeCache: SharedArrayBuffer
+  /** Longest adaptive polling window in µs. */
+  pollUs: number
 }
 
 /** What the threads serve. */
@@ -80,6 +82,8 @@ export interface IoThreadsSetup {
   driver: Operations
   writeCache: WriteCacheMode
   log: Logger
+  /** Longest adaptive polling window in µs (0: never poll). */
+  pollUs: number
 }
 
 /** Starts the threads (their workers load in the background; rings handed over meanwhile wait). */
@@ -97,6 +101,7 @@ export function startIoThreads(setup: IoThreadsSetup): IoThreads {
     disk: shapeOf(disk),
     driver: recipeFor(setup.driver),
     writeCache: setup.writeCache.buffer,
+    pollUs: setup.pollUs,
   }
   return new IoThreads({
     count,

@@ -66,6 +66,8 @@ export interface ServeOptions {
   queueDepth: number
   /** `--io-threads`: serve the hardware queues on this many threads (0: on the main thread). */
   ioThreads: number
+  /** `--poll-us`: longest adaptive polling window of a thread's rings, in µs (0: never poll). */
+  pollUs: number
   logicalBlockSize: number
   serial: string
   socketMode?: number
@@ -174,8 +176,8 @@ function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon 
     .writeZeroes({ maxSectors: MAX_RANGE_SECTORS, maxSegments: MAX_RANGES, mayUnmap: true })
     .build(tagSet)
   const writeCache = new WriteCacheMode()
-  const ioThreads = opts.ioThreads > 0 ? startIoThreads({ count: opts.ioThreads, tagSet, disk, driver, writeCache, log }) : null
-  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: opts.writeback, log, writeCache, ioThreads })
+  const ioThreads = opts.ioThreads > 0 ? startIoThreads({ count: opts.ioThreads, tagSet, disk, driver, writeCache, log, pollUs: opts.pollUs }) : null
+  const device = new BlkDevice({ disk, tagSet, numQueues: opts.numQueues, writeback: opts.writeback, log, writeCache, ioThreads, pollUs: opts.pollUs })
   // The driver follows the guest's write-cache bit: BlkDevice owns `wce`, the file disk reads it per write.
   file?.attachWriteCache(device)
   let server: VhostUserServer
@@ -194,6 +196,7 @@ function serveDisk(opts: ServeOptions, log: Logger, opened: OpenedDisk): Daemon 
       hwQueues: opts.hwQueues,
       queueDepth: opts.queueDepth,
       ioThreads: ioThreads?.count ?? 0,
+      pollUs: opts.pollUs,
       logicalBlockSize: opts.logicalBlockSize,
     },
     'serving',
