@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * Entry of `npm run bench`: runs the matrix (matrix.ts) with options from the command line,
- * prints progress on stderr and the table on stdout, and writes the report as JSON to
- * bench/results/<timestamp>.json (or --out-dir). Exit code 2 for a bad option, 1 when no cell
+ * Entry of `npm run bench`: runs the matrix (matrix.ts) and then the guest-visible comparison
+ * (guest.ts) with options from the command line, prints progress on stderr and the tables on
+ * stdout, and writes the report as JSON to bench/results/<timestamp>.json (or --out-dir). Exit code 2 for a bad option, 1 when no cell
  * produced a result.
  */
 import fs from 'node:fs'
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { parseSize } from '../daemon/size.js'
+import { formatGuestReport, runGuestBench } from './guest.js'
 import { WORKLOADS, formatMatrix, runMatrix } from './matrix.js'
 import { TARGET_NAMES, type TargetName } from './targets.js'
 
@@ -39,6 +40,8 @@ const argv = yargs(hideBin(process.argv))
   .option('size', { type: 'string', default: '1G', describe: 'disk size' })
   .option('targets', { type: 'string', describe: `comma-separated subset of ${TARGET_NAMES.join(',')}` })
   .option('rows', { type: 'string', describe: 'comma-separated subset of workload ids (see --list-rows)' })
+  .option('guest-runs', { type: 'number', default: 3, describe: 'guest boots per target for the guest-visible fio comparison (0: skip it)' })
+  .option('guest-runtime', { type: 'number', default: 10, describe: 'fio seconds per guest boot' })
   .option('list-rows', { type: 'boolean', default: false, describe: 'print the workload ids and exit' })
   .option('server-cli', { type: 'string', default: path.join(ROOT, 'dist', 'cli.js'), describe: 'our server entry point (compare builds)' })
   .option('file-dir', { type: 'string', default: '/dev/shm', describe: 'directory (tmpfs) for the backing files' })
@@ -53,6 +56,8 @@ if (argv.listRows) {
 }
 if (!(argv.runtime > 0) || !(argv.ramp >= 0)) fail('--runtime must be positive and --ramp not negative')
 if (!Number.isInteger(argv.runs) || argv.runs < 1) fail('--runs must be a positive integer')
+if (!Number.isInteger(argv.guestRuns) || argv.guestRuns < 0) fail('--guest-runs must be an integer, 0 or more')
+if (!Number.isInteger(argv.guestRuntime) || argv.guestRuntime < 1) fail('--guest-runtime must be a positive integer')
 let sizeBytes = 0
 try {
   sizeBytes = parseSize(argv.size)
@@ -76,8 +81,18 @@ const report = await runMatrix({
   fileDir: argv.fileDir,
   log: (line) => process.stderr.write(`${line}\n`),
 })
+const guest = argv.guestRuns === 0 ? null : await runGuestBench({
+  runs: argv.guestRuns,
+  runtimeS: argv.guestRuntime,
+  sizeBytes,
+  root: ROOT,
+  serverCli: path.resolve(argv.serverCli),
+  fileDir: argv.fileDir,
+  log: (line) => process.stderr.write(`${line}\n`),
+})
 fs.mkdirSync(argv.outDir, { recursive: true })
 const file = path.join(argv.outDir, `${report.startedAt.replace(/[:.]/g, '-')}.json`)
-fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
-process.stdout.write(`${formatMatrix(report)}\n\nwrote ${path.relative(process.cwd(), file)}\n`)
+fs.writeFileSync(file, `${JSON.stringify({ ...report, guest }, null, 2)}\n`)
+const guestText = guest === null ? '' : `\n\n${formatGuestReport(guest)}`
+process.stdout.write(`${formatMatrix(report)}${guestText}\n\nwrote ${path.relative(process.cwd(), file)}\n`)
 if (report.cells.every((c) => c.median === null)) process.exitCode = 1

@@ -17,6 +17,7 @@ import path from 'node:path'
 import { VhostUserBlkClient, loadMemoryBytes, runLoad, type LoadPattern } from '../frontend/index.js'
 import { fixed, kilo, table } from './format.js'
 import type { BenchResult } from './run.js'
+import { median } from './stats.js'
 import { machineInfo, type MachineInfo } from './system.js'
 import { TARGETS, TargetSkipped, qsdVersion, startTarget, type RunningTarget, type TargetName, type TargetSpec } from './targets.js'
 
@@ -260,12 +261,6 @@ function runGenerator(opts: MatrixOptions, t: RunningTarget, w: Workload): Promi
       }
     })
   })
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
 }
 
 function medianOf(runs: readonly BenchResult[]): CellMedian | null {
