@@ -56,10 +56,10 @@ function readReadable(mem: GuestMemory, chain: DescChain, from: number, n: numbe
   return true
 }
 
-/** Reads a u64 sector at `at` in scratch; -1 if it exceeds what a double holds exactly. */
-function readSector(scratch: ParseScratch, at: number): number {
-  const hi = scratch.view.getUint32(at + 4, true)
-  const sector = hi * TWO_POW_32 + scratch.view.getUint32(at, true)
+/** Reads a little-endian u64 sector at `at`; -1 if it exceeds what a double holds exactly. */
+function sectorAt(view: DataView, at: number): number {
+  const hi = view.getUint32(at + 4, true)
+  const sector = hi * TWO_POW_32 + view.getUint32(at, true)
   return sector > MAX_SAFE_SECTOR ? -1 : sector
 }
 
@@ -137,7 +137,7 @@ function parseRanges(mem: GuestMemory, chain: DescChain, disk: GenDisk, rq: Requ
   if (payload <= 0 || !Number.isInteger(count) || count > limits.maxSegments || count > rq.rangeSector.length) return BlkStatus.IOERR
   for (let i = 0; i < count; i++) {
     readReadable(mem, chain, VIRTIO_BLK_OUTHDR_SIZE + i * VIRTIO_BLK_DISCARD_SEGMENT_SIZE, VIRTIO_BLK_DISCARD_SEGMENT_SIZE, scratch)
-    const sector = readSector(scratch, 0)
+    const sector = sectorAt(scratch.view, 0)
     const sectors = scratch.view.getUint32(8, true)
     const flags = scratch.view.getUint32(12, true)
     // virtio 1.2 §5.2.6.2: unknown flags, or UNMAP on DISCARD, are UNSUPP.
@@ -185,9 +185,19 @@ export function parseRequest(mem: GuestMemory, disk: GenDisk, rq: Request, scrat
   }
   state.statusWindow = chain.window[last]
   state.statusOffset = chain.offset[last] + chain.length[last] - 1
-  if (!readReadable(mem, chain, 0, VIRTIO_BLK_OUTHDR_SIZE, scratch)) return BlkStatus.IOERR
-  const type = scratch.view.getUint32(0, true)
-  const sector = readSector(scratch, 8)
+  let type: number
+  let sector: number
+  if (chain.readableCount > 0 && chain.length[0] >= VIRTIO_BLK_OUTHDR_SIZE) {
+    // The header in one piece (Linux gives it a descriptor of its own): read it in place.
+    const view = mem.windows[chain.window[0]].view
+    const at = chain.offset[0]
+    type = view.getUint32(at, true)
+    sector = sectorAt(view, at + 8)
+  } else {
+    if (!readReadable(mem, chain, 0, VIRTIO_BLK_OUTHDR_SIZE, scratch)) return BlkStatus.IOERR
+    type = scratch.view.getUint32(0, true)
+    sector = sectorAt(scratch.view, 8)
+  }
   switch (type) {
     case VIRTIO_BLK_T_IN:
       return parseReadWrite(mem, chain, disk, rq, false, sector)
