@@ -1,7 +1,8 @@
 /**
- * Real QEMU guests on a file-backed disk: integrity, fio verify, a filesystem, discard (fstrim in
- * the guest must shrink the image's allocated size), persistence across a server and guest
- * restart, and a server restart under a live guest (QEMU reconnect=1).
+ * Real QEMU guests on a file-backed disk: integrity, fio verify, a filesystem (also on tmpfs, where
+ * the sync engine serves it), discard (fstrim in the guest must shrink the image's allocated
+ * size), persistence across a server and guest restart, and a server restart under a live guest
+ * (QEMU reconnect=1).
  *
  * Skipped (with a printed reason) where QEMU is not installed, except under CI=true.
  */
@@ -26,9 +27,9 @@ afterEach(() => {
   dirs = []
 })
 
-/** A fresh sparse image of `bytes` in its own temp dir. */
-function image(bytes: number): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vub-vmfile-'))
+/** A fresh sparse image of `bytes` in its own temp dir (under `parent`, by default the system's). */
+function image(bytes: number, parent = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(parent, 'vub-vmfile-'))
   dirs.push(dir)
   const file = path.join(dir, 'disk.img')
   fs.writeFileSync(file, '')
@@ -66,6 +67,11 @@ describe.skipIf(skip)('guests on a file disk', () => {
 
   it('filesystem: mkfs, files, fsck clean, remount, checksums equal', async () => {
     await guest('filesystem', image(256 * MiB))
+  }, GUEST_MS)
+
+  it('an image on tmpfs is served by the sync engine: filesystem and fsck', async () => {
+    const run = await guest('filesystem', image(256 * MiB, '/dev/shm'))
+    expect(run.backendLog).toContain('"ioEngine":"sync"')
   }, GUEST_MS)
 
   it('discard: zeroed ranges read zero, and fstrim in the guest shrinks the image', async () => {
