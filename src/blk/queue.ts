@@ -23,6 +23,12 @@ import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP } from './spec
  * publishing once per batch, at the same CPU per I/O.
  */
 const PUBLISH_EVERY = 16
+/**
+ * Chains one queue takes per turn of the event loop. A guest that keeps one queue full would
+ * otherwise hold the thread in that queue's loop while its other queues (and the control
+ * plane) wait: measured as 16-30 ms stalls at p99.9 with two busy queues on one thread.
+ */
+const DRAIN_BUDGET = 256
 /** mq status → virtio-blk status byte. */
 function statusByte(status: number): number {
   if (status === BlkStatus.OK) return VIRTIO_BLK_S_OK
@@ -47,6 +53,11 @@ export class BlkQueue implements DeviceQueue, PolledQueue {
   private drained: (() => void) | null = null
   private reportedBroken = false
   private readonly flushBound = (): void => this.flush()
+  private readonly continueBound = (): void => {
+    this.continueScheduled = false
+    this.poll()
+  }
+  private continueScheduled = false
 
   constructor(
     readonly index: number,
@@ -81,13 +92,20 @@ export class BlkQueue implements DeviceQueue, PolledQueue {
     }
     if (this.stopped) return
     this.inKick = true
+    let budget = DRAIN_BUDGET
     do {
       this.kickAgain = false
       this.vq.disableNotification()
-      this.drainAvail()
+      budget -= this.drainAvail(budget)
       this.hwq.commit()
-    } while (!this.stopped && !this.waitingForTag && (this.kickAgain || (!this.poller.offer(this) && this.vq.enableNotification())))
+    } while (!this.stopped && !this.waitingForTag && budget > 0 &&
+      (this.kickAgain || (!this.poller.offer(this) && this.vq.enableNotification())))
     this.inKick = false
+    if (budget <= 0 && !this.stopped && !this.waitingForTag && !this.continueScheduled) {
+      // Turn used up: the rest waits behind the other queues, with kicks still suppressed.
+      this.continueScheduled = true
+      setImmediate(this.continueBound)
+    }
     if (this.vq.broken && !this.reportedBroken) {
       this.reportedBroken = true
       this.onBroken(this.index, this.vq.brokenReason)
@@ -139,17 +157,20 @@ export class BlkQueue implements DeviceQueue, PolledQueue {
     }
   }
 
-  private drainAvail(): void {
+  /** Takes up to `budget` chains from the ring; returns how many it took. */
+  private drainAvail(budget: number): number {
     const { vq, hwq, disk, mem } = this
+    let taken = 0
     let head: number
-    while (!this.stopped && (head = vq.popAvail()) >= 0) {
+    while (taken < budget && !this.stopped && (head = vq.popAvail()) >= 0) {
       const rq = hwq.tryAllocRequest(disk)
       if (rq === null) {
         // Backpressure: the chain stays in the ring until a tag frees (Firecracker does the same).
         vq.undoPop()
         this.waitingForTag = true
-        return
+        return taken
       }
+      taken++
       this.inFlight++
       const state = blkState(rq)
       state.queue = this
@@ -164,9 +185,10 @@ export class BlkQueue implements DeviceQueue, PolledQueue {
         continue
       }
       const verdict = parseRequest(mem, disk, rq, this.scratch)
-      if (verdict === DISPATCH) hwq.dispatch(rq, vq.isEmpty())
+      if (verdict === DISPATCH) hwq.dispatch(rq, taken === budget || vq.isEmpty())
       else rq.end(verdict as BlkStatus)
     }
+    return taken
   }
 
   /** Publishes used elements once and notifies the guest if it asked to be. */

@@ -227,6 +227,15 @@ describe('batching and backpressure', () => {
     expect(rig.reap().size).toBe(40)
   })
 
+  it('a queue takes at most 256 chains per turn of the event loop, then the rest on the next', async () => {
+    const rig = memRig({ queueSize: 512 })
+    for (let i = 0; i < 300; i++) rig.add([{ out: outHeader(VIRTIO_BLK_T_IN, i) }, { inLen: 512 }, { inLen: 1 }], true)
+    rig.kick()
+    expect(rig.reap().size).toBe(256)
+    await new Promise((r) => setImmediate(r))
+    expect(rig.reap().size).toBe(44)
+  })
+
   it('queue depth below the ring: chains wait in the ring until tags free, none lost', async () => {
     const disk = new TestDisk({ size: 1 << 20, completion: 'microtask' })
     const rig = new BlkRig({ ops: disk, queueSize: 64, queueDepth: 2 })
