@@ -118,7 +118,7 @@ function recipeFor(driver: Operations): DriverRecipe {
   if (driver instanceof MemoryDisk) return { kind: 'memory', store: driver.store }
   if (driver instanceof NullDisk) return { kind: 'null' }
   if (driver instanceof FileDisk) {
-    // The engine the main thread ended up with (io_uring, or the fallback it logged).
+    // The engine the main thread ended up with (its choice for the image, or the fallback it logged).
     return { kind: 'file', image: driver.image, engine: driver.engineName }
   }
   throw new TypeError(`no I/O thread recipe for the driver ${driver.constructor.name}`)

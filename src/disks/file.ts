@@ -1,6 +1,7 @@
 /**
  * The file disk: an mq Operations driver over a raw image, a regular file or a block device,
- * doing its I/O through an engine (io_uring, or the libuv thread pool).
+ * doing its I/O through an engine (io_uring, the libuv thread pool, or inline system calls for an
+ * image in memory: io-engine.ts chooses).
  *
  * Owns the per-request state machine (a `FileIo` per tag, made once in `initRequest`) and what
  * each operation means on the host:
@@ -27,8 +28,8 @@
  *   is logged with its errno code, rate-limited; the disk keeps serving.
  *
  * Requests end asynchronously, so each `FileIo` captures `rq.generation` when it takes the
- * request and passes it to `rq.end()`. Nothing is allocated per request on the io_uring engine
- * (bounce buffers aside). Sees only mq types, byte segments and the native layer.
+ * request and passes it to `rq.end()`. Nothing is allocated per request on the io_uring and sync
+ * engines (bounce buffers aside). Sees only mq types, byte segments and the native layer.
  */
 import fs from 'node:fs'
 import * as native from '../native/index.js'
@@ -81,7 +82,7 @@ export interface FileDiskOptions {
   sizeBytes?: number
   /** The GenDisk's logical block size. */
   logicalBlockSize: number
-  /** `undefined`: io_uring where available, else threads (logged). */
+  /** `undefined`: sync for an image in memory, else io_uring where available, else threads (logged). */
   engine?: IoEngineName
   /** Requests in flight at most (all tags of the tag set): sizes the io_uring queues. */
   maxInFlight: number
